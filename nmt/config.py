@@ -1,0 +1,378 @@
+"""Typed configuration: frozen dataclasses hold every default, YAML and CLI flags override them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nmt.errors import NMTError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the parallel data comes from and how it becomes batches."""
+
+    # Hub id or local folder in Hub layout; None = data/multi30k if present, else the Hub copy.
+    dataset: str | None = None
+    dataset_config: str | None = None
+    train_file: str | None = None
+    valid_file: str | None = None
+    test_file: str | None = None
+    src: str = "en"
+    tgt: str = "de"
+    train_split: str = "train"
+    valid_split: str = "validation"
+    test_split: str = "test"
+    max_train_pairs: int = 0  # 0 = all; a prefix of the training split for quick runs
+    max_valid_pairs: int = 0  # 0 = all
+    vocab_size: int = 8000
+    spm_model_type: str = "unigram"
+    character_coverage: float = 1.0
+    max_len: int = 256  # tokens per side incl. BOS/EOS; longer training pairs are dropped
+    max_tokens: int = 4096  # per batch, counted including padding
+    cache_dir: str | None = None  # tokenizer cache; None = $NMT_CACHE or ~/.cache/nmt
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Transformer encoder-decoder sizes."""
+
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    d_model: int = 128
+    heads: int = 4
+    ffn_dim: int = 256
+    dropout: float = 0.3
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    activation: str = "relu"
+    share_embeddings: bool = True
+    tie_output: bool = True
+    max_positions: int = 1024
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule, validation and where the run is written."""
+
+    smoothing: float = 0.1
+    lr: float = 5e-3
+    warmup_steps: int = 2000
+    betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-8
+    weight_decay: float = 1e-4
+    clip_norm: float = 1.0  # 0 = no clipping (the norm is still logged)
+    update_freq: int = 1
+    max_steps: int = 0  # 0 = no limit
+    max_epochs: int = 100
+    patience: int = 0  # validations without a better BLEU before stopping; 0 = off
+    valid_every: int = 1000  # updates
+    log_every: int = 100  # updates
+    seed: int = 1
+    device: str = "auto"
+    precision: str = "auto"
+    run_dir: str | None = None  # None = runs/<dataset>-<src>-<tgt>-ls<smoothing>
+    num_samples: int = 3  # translations written to TensorBoard at each validation
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Decoding used for validation BLEU (and, later, translate.py)."""
+
+    beam: int = 1
+    max_len_a: float = 1.2
+    max_len_b: int = 10
+    max_tokens: int = 8192
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration of one run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (tuples as lists) for YAML and checkpoints."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in dataclasses.fields(self):
+            values = dataclasses.asdict(getattr(self, section.name))
+            out[section.name] = {
+                k: list(v) if isinstance(v, tuple) else v for k, v in values.items()
+            }
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:
+        """Build from a nested dict on top of the defaults; unknown keys raise NMTError."""
+        return apply_overrides(cls(), flatten(values, source), source)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "model.activation": ("relu", "gelu"),
+    "data.spm_model_type": ("unigram", "bpe", "char", "word"),
+}
+
+
+def flatten(values: Any, source: str) -> dict[str, Any]:
+    """{'train': {'lr': 1}} -> {'train.lr': 1}; a section that is not a mapping is an error."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise NMTError(f"{source}: expected a mapping of sections (data, model, train, decode)")
+    flat: dict[str, Any] = {}
+    for section, body in values.items():
+        if not isinstance(body, dict):
+            raise NMTError(f"{source}: '{section}' must be a mapping of keys, got {body!r}")
+        for key, value in body.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def known_keys() -> list[str]:
+    """Every dotted key, e.g. 'train.lr'."""
+    return [
+        f"{s.name}.{f.name}"
+        for s in dataclasses.fields(Config)
+        for f in dataclasses.fields(s.default_factory())  # type: ignore[misc]
+    ]
+
+
+def _field_type(key: str) -> Any:
+    section, name = key.split(".", 1)
+    cls = type(getattr(Config(), section))
+    return typing.get_type_hints(cls)[name]
+
+
+def _parse_scalar(value: Any, tp: Any, key: str, source: str) -> Any:
+    def bad(expected: str) -> NMTError:
+        return NMTError(f"{source}: '{key}' expects {expected}, got {value!r}")
+
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise bad("true or false")
+    if tp is int:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise bad("an integer")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise bad("an integer") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad("a number")
+        try:  # PyYAML reads 5e-4 (no dot) as a string, so text is accepted here
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad("a number") from None
+    if tp is str:
+        if isinstance(value, (dict, list, bool)):
+            raise bad("a string")
+        return str(value)
+    raise bad(str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Turn a YAML value or CLI text into the field's type, or raise NMTError naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            return None
+        return _coerce(value, args[0], key, source)
+    if origin is tuple:
+        item_types = typing.get_args(tp)
+        items = value
+        if isinstance(value, str):
+            items = [v for v in value.strip("[]()").split(",") if v.strip()]
+        if not isinstance(items, (list, tuple)) or len(items) != len(item_types):
+            raise NMTError(f"{source}: '{key}' expects {len(item_types)} comma-separated values")
+        return tuple(_parse_scalar(v, t, key, source) for v, t in zip(items, item_types))
+    return _parse_scalar(value, tp, key, source)
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
+    """Return cfg with dotted-key overrides applied; unknown keys and bad types raise NMTError."""
+    keys = known_keys()
+    sections: dict[str, dict[str, Any]] = {}
+    for raw_key, value in overrides.items():
+        key = raw_key.replace("-", "_")
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise NMTError(f"{source}: unknown config key '{raw_key}'{hint}")
+        section, name = key.split(".", 1)
+        sections.setdefault(section, {})[name] = _coerce(value, _field_type(key), key, source)
+    for section, changes in sections.items():
+        cfg = dataclasses.replace(
+            cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)}
+        )
+    return cfg
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and combinations that types alone cannot; raise NMTError naming the key."""
+    flat = flatten(cfg.to_dict(), "config")
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise NMTError(f"'{key}' must be one of {', '.join(allowed)}, got {flat[key]!r}")
+    d, m, t = cfg.data, cfg.model, cfg.train
+    checks = [
+        (0.0 <= t.smoothing < 1.0, "train.smoothing", "must be in [0, 1)"),
+        (d.vocab_size >= 8, "data.vocab_size", "must be at least 8"),
+        (d.max_len >= 3, "data.max_len", "must be at least 3 (BOS, a token, EOS)"),
+        (d.max_len <= m.max_positions, "data.max_len", "must not exceed model.max_positions"),
+        (
+            d.max_tokens >= d.max_len,
+            "data.max_tokens",
+            f"must be at least data.max_len ({d.max_len}) so that the longest pair fits a batch",
+        ),
+        (d.src != d.tgt, "data.tgt", "must differ from data.src"),
+        (
+            m.d_model % m.heads == 0,
+            "model.d_model",
+            f"must be divisible by model.heads ({m.heads})",
+        ),
+        (
+            min(m.encoder_layers, m.decoder_layers) >= 1,
+            "model.encoder_layers",
+            "layers must be >= 1",
+        ),
+        (
+            all(0 <= p < 1 for p in (m.dropout, m.attention_dropout, m.activation_dropout)),
+            "model.dropout",
+            "dropouts must be in [0, 1)",
+        ),
+        (t.lr > 0, "train.lr", "must be positive"),
+        (t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"),
+        (t.update_freq >= 1, "train.update_freq", "must be >= 1"),
+        (
+            t.max_steps >= 0 and t.max_epochs >= 1,
+            "train.max_steps",
+            "max_steps >= 0, max_epochs >= 1",
+        ),
+        (t.valid_every >= 1 and t.log_every >= 1, "train.valid_every", "intervals must be >= 1"),
+        (cfg.decode.beam >= 1, "decode.beam", "must be >= 1"),
+        (
+            not (d.train_file and d.dataset),
+            "data.train_file",
+            "give either --dataset or --train-file",
+        ),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise NMTError(f"'{key}' {message}")
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; a missing or unparsable file raises NMTError."""
+    path = Path(path)
+    if not path.is_file():
+        raise NMTError(
+            f"config file {path} does not exist; pass --config with a file from configs/"
+        )
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise NMTError(
+            f"config file {path} is not valid YAML{where}; fix it or start from configs/"
+        ) from None
+
+
+# Short spellings of the common flags; every field is also reachable as --section.key.
+SHORT_FLAGS: dict[str, tuple[str, str]] = {
+    "--smoothing": ("train.smoothing", "label smoothing eps in [0, 1)"),
+    "--dataset": (
+        "data.dataset",
+        "Hugging Face Hub id or local folder (train/validation/test files)",
+    ),
+    "--dataset-config": ("data.dataset_config", "Hub dataset config, e.g. de-en for wmt14"),
+    "--train-file": ("data.train_file", "training file (.jsonl/.json/.parquet/.csv)"),
+    "--valid-file": ("data.valid_file", "validation file"),
+    "--test-file": ("data.test_file", "test file"),
+    "--src": ("data.src", "source language key, e.g. en"),
+    "--tgt": ("data.tgt", "target language key, e.g. de"),
+    "--vocab-size": ("data.vocab_size", "joint SentencePiece vocabulary size"),
+    "--max-tokens": ("data.max_tokens", "tokens per batch, padding included"),
+    "--run-dir": ("train.run_dir", "where checkpoints, logs and TensorBoard files go"),
+    "--max-steps": ("train.max_steps", "stop after this many updates (0 = no limit)"),
+    "--max-epochs": ("train.max_epochs", "stop after this many epochs"),
+    "--seed": ("train.seed", "random seed (init, dropout, batch order)"),
+    "--lr": ("train.lr", "peak learning rate"),
+    "--update-freq": ("train.update_freq", "batches accumulated into one update"),
+    "--patience": ("train.patience", "early stopping after N validations without better BLEU"),
+    "--valid-every": ("train.valid_every", "validate every N updates"),
+    "--device": ("train.device", "auto, cpu or cuda"),
+    "--precision": ("train.precision", "auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The train.py argument parser (dotted overrides are parsed separately)."""
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a Transformer translation model with label-smoothed cross-entropy.",
+        epilog="Any config field can be set as --section.key VALUE, e.g. --train.lr 5e-4 "
+        "or --model.dropout=0.1. Precedence: defaults < --config YAML < flags.",
+    )
+    parser.add_argument("--config", help="YAML file with data/model/train/decode sections")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing run in --run-dir"
+    )
+    for flag, (key, help_text) in SHORT_FLAGS.items():
+        choices = CHOICES.get(key)
+        parser.add_argument(flag, dest=key, default=None, choices=choices, help=help_text)
+    return parser
+
+
+def parse_dotted(tokens: list[str]) -> dict[str, str]:
+    """Parse ['--train.lr', '5e-4', '--model.dropout=0.1'] into {'train.lr': '5e-4', ...}."""
+    overrides: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or "." not in token.split("=", 1)[0]:
+            raise NMTError(f"unknown argument '{token}'; see train.py --help")
+        if "=" in token:
+            key, value = token[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(tokens):
+                raise NMTError(f"'{token}' needs a value")
+            key, value = token[2:], tokens[i + 1]
+            i += 2
+        overrides[key] = value
+    return overrides
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Resolve defaults < YAML < short flags and dotted overrides into a validated Config."""
+    args, rest = build_parser().parse_known_args(argv)
+    cfg = Config()
+    if args.config:
+        cfg = apply_overrides(cfg, flatten(load_yaml(args.config), args.config), args.config)
+    flags = {key: value for key, value in vars(args).items() if "." in key and value is not None}
+    cfg = apply_overrides(cfg, flags, "command line")
+    cfg = apply_overrides(cfg, parse_dotted(rest), "command line")
+    return validate(cfg), args

@@ -1,0 +1,274 @@
+"""Hugging Face dataset loading, column mapping, length filtering and token-bucketed batches."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nmt.config import DataConfig
+from nmt.errors import NMTError
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HUB_DATASET = "bentrevett/multi30k"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The default dataset: a local copy here (git-ignored) wins over the Hub.
+DEFAULT_LOCAL_DIRS = (Path("data") / "multi30k", PROJECT_ROOT / "data" / "multi30k")
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass
+class Split:
+    """One split: raw text (for BLEU references) and ids (source + EOS, BOS + target + EOS)."""
+
+    name: str
+    src_text: list[str]
+    tgt_text: list[str]
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.src_ids)
+
+    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """Source and target lengths in tokens (special tokens included)."""
+        return (
+            np.fromiter(map(len, self.src_ids), np.int64, len(self)),
+            np.fromiter(map(len, self.tgt_ids), np.int64, len(self)),
+        )
+
+
+def _load_file_splits(cfg: DataConfig):
+    import datasets
+
+    files = {
+        name: path
+        for name, path in (
+            ("train", cfg.train_file),
+            ("validation", cfg.valid_file),
+            ("test", cfg.test_file),
+        )
+        if path
+    }
+    suffixes = set()
+    for path in files.values():
+        if not Path(path).is_file():
+            raise NMTError(f"data file {path} does not exist; check --train/valid/test-file")
+        suffixes.add(Path(path).suffix.lower())
+    builders = {FILE_BUILDERS.get(s) for s in suffixes}
+    if None in builders or len(builders) != 1:
+        raise NMTError(
+            f"data files must all be one of {', '.join(FILE_BUILDERS)}; got {sorted(suffixes)}"
+        )
+    return datasets.load_dataset(builders.pop(), data_files=files)
+
+
+def default_dataset(candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS) -> str:
+    """The default dataset: the first local Multi30k copy that exists, else the Hub id."""
+    for path in candidates:
+        if path.is_dir():
+            return str(path)
+    return DEFAULT_HUB_DATASET
+
+
+def load_dataset_dict(cfg: DataConfig, candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS):
+    """Load the splits through `datasets`: data files, a local folder in Hub layout, or a Hub id."""
+    import datasets
+    from huggingface_hub.utils import logging as hub_logging
+
+    # The Hub warns about a missing dataset card even for local folders: keep errors only.
+    hub_logging.set_verbosity_error()
+
+    if cfg.train_file:
+        return _load_file_splits(cfg)
+    source = cfg.dataset or default_dataset(candidates)
+    is_local = Path(source).exists()
+    if not is_local and source.startswith((".", "/", "~")):
+        raise NMTError(
+            f"dataset folder {source} does not exist; pass --dataset with a folder "
+            "holding train/validation/test files, or a Hub id"
+        )
+    try:
+        if is_local:
+            if not Path(source).is_dir():
+                raise NMTError(
+                    f"--dataset {source} is a file; use --train-file/--valid-file "
+                    "for single files, or point --dataset at their folder"
+                )
+            log.info("data: loading local folder %s", source)
+            return datasets.load_dataset(source)
+        log.info("data: loading Hub dataset %s %s", source, cfg.dataset_config or "")
+        return datasets.load_dataset(source, cfg.dataset_config)
+    except NMTError:
+        raise
+    except Exception as exc:  # datasets raises many types for missing/unreachable data
+        reason = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
+        if cfg.dataset is None:
+            raise NMTError(
+                f"no local copy of the default data at data/multi30k and the Hub dataset "
+                f"{DEFAULT_HUB_DATASET} could not be loaded ({reason}); point --dataset at a "
+                f"local folder with train/validation/test .jsonl files, e.g. "
+                f"--dataset ../shared/data/multi30k"
+            ) from None
+        where = "local folder" if is_local else "Hub dataset"
+        raise NMTError(
+            f"could not load {where} '{source}' ({reason}); check the name, "
+            "--dataset-config, or point --dataset at a local folder"
+        ) from None
+
+
+def _pairs(ds, split: str, src: str, tgt: str) -> tuple[list, list]:
+    """Source and target columns of one split: flat {src, tgt} or nested 'translation'."""
+    columns = ds.column_names
+    if src in columns and tgt in columns:
+        return list(ds[src]), list(ds[tgt])
+    if "translation" in columns:
+        flat = ds.flatten()
+        langs = [c.split(".", 1)[1] for c in flat.column_names if c.startswith("translation.")]
+        if src in langs and tgt in langs:
+            return list(flat[f"translation.{src}"]), list(flat[f"translation.{tgt}"])
+    else:
+        langs = columns
+    raise NMTError(
+        f"split '{split}' has no {src}->{tgt} pairs: its languages are "
+        f"{', '.join(langs)}; pick --src and --tgt among them"
+    )
+
+
+def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str], list[str]]:
+    """Raw text pairs of one split, rows with an empty or missing side skipped and counted."""
+    if name not in dd:
+        raise NMTError(
+            f"the dataset has no '{name}' split (it has {', '.join(dd)}); "
+            f"name the split with --data.{'train' if name == cfg.train_split else 'valid'}"
+            f"_split or give files with --train-file/--valid-file"
+        )
+    ds = dd[name]
+    if limit:
+        ds = ds.select(range(min(limit, len(ds))))
+    srcs, tgts = _pairs(ds, name, cfg.src, cfg.tgt)
+    keep = [
+        i
+        for i, (s, t) in enumerate(zip(srcs, tgts))
+        if isinstance(s, str) and isinstance(t, str) and s.strip() and t.strip()
+    ]
+    if len(keep) < len(srcs):
+        log.warning(
+            "%s: skipped %d of %d rows with an empty or missing side",
+            name,
+            len(srcs) - len(keep),
+            len(srcs),
+        )
+    if not keep:
+        raise NMTError(f"split '{name}' has no usable {cfg.src}-{cfg.tgt} pairs")
+    return [srcs[i].strip() for i in keep], [tgts[i].strip() for i in keep]
+
+
+def encode_split(
+    name: str,
+    src_text: list[str],
+    tgt_text: list[str],
+    tok: Tokenizer,
+    max_len: int,
+    drop_long: bool,
+) -> Split:
+    """Tokenize a split; over-long pairs are dropped (training) or truncated (evaluation)."""
+    src_ids = [ids + [EOS_ID] for ids in tok.encode(src_text)]
+    tgt_ids = [[BOS_ID] + ids + [EOS_ID] for ids in tok.encode(tgt_text)]
+    long = [i for i, (s, t) in enumerate(zip(src_ids, tgt_ids)) if max(len(s), len(t)) > max_len]
+    if long and drop_long:
+        log.info(
+            "%s: dropped %d of %d pairs longer than %d tokens",
+            name,
+            len(long),
+            len(src_ids),
+            max_len,
+        )
+        keep = sorted(set(range(len(src_ids))) - set(long))
+        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+        return Split(name, pick(src_text), pick(tgt_text), pick(src_ids), pick(tgt_ids))
+    if long:
+        log.warning("%s: truncated %d pairs longer than %d tokens", name, len(long), max_len)
+        src_ids = [s if len(s) <= max_len else s[: max_len - 1] + [EOS_ID] for s in src_ids]
+        tgt_ids = [t if len(t) <= max_len else t[: max_len - 1] + [EOS_ID] for t in tgt_ids]
+    return Split(name, src_text, tgt_text, src_ids, tgt_ids)
+
+
+def make_batches(
+    src_lens: np.ndarray,
+    tgt_lens: np.ndarray,
+    max_tokens: int,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+) -> list[np.ndarray]:
+    """Length-bucketed batches of indices with batch_size * longest side <= max_tokens.
+
+    Ties in length are broken randomly and the batch order is shuffled, both from (seed, epoch),
+    so every epoch's order is reproducible.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(src_lens)) if shuffle else np.arange(len(src_lens))
+    order = perm[np.lexsort((src_lens[perm], tgt_lens[perm]))]  # stable: ties stay permuted
+    longest = np.maximum(src_lens, tgt_lens)[order]
+    if len(longest) and longest.max() > max_tokens:
+        raise NMTError(
+            f"--max-tokens {max_tokens} is smaller than one {int(longest.max())}-token "
+            "pair; raise --max-tokens or lower --data.max_len"
+        )
+    batches, start, widest = [], 0, 0
+    for i, width in enumerate(longest):
+        widest = max(widest, int(width))
+        if (i - start + 1) * widest > max_tokens:
+            batches.append(order[start:i])
+            start, widest = i, int(width)
+    if start < len(order):
+        batches.append(order[start:])
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def pad(seqs: list[list[int]]) -> torch.Tensor:
+    """Right-pad id lists with PAD_ID into a (B, T) LongTensor."""
+    out = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out
+
+
+def collate(split: Split, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(src (B, S), tgt (B, T)) padded id tensors for the given example indices."""
+    return pad([split.src_ids[i] for i in indices]), pad([split.tgt_ids[i] for i in indices])
+
+
+def load_data(cfg: DataConfig, tok_builder, candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS):
+    """Load every split, build the tokenizer from the training text, and encode.
+
+    tok_builder(texts) -> Tokenizer is called with the training text of both languages.
+    Returns (tokenizer, {'train': Split, 'valid': Split, 'test': Split or absent}).
+    """
+    dd = load_dataset_dict(cfg, candidates)
+    train_src, train_tgt = read_split(dd, cfg.train_split, cfg, cfg.max_train_pairs)
+    valid_src, valid_tgt = read_split(dd, cfg.valid_split, cfg, cfg.max_valid_pairs)
+    tok = tok_builder(train_src + train_tgt)
+    splits = {
+        "train": encode_split("train", train_src, train_tgt, tok, cfg.max_len, drop_long=True),
+        "valid": encode_split("valid", valid_src, valid_tgt, tok, cfg.max_len, drop_long=False),
+    }
+    if cfg.test_split in dd:
+        test_src, test_tgt = read_split(dd, cfg.test_split, cfg, cfg.max_valid_pairs)
+        splits["test"] = encode_split("test", test_src, test_tgt, tok, cfg.max_len, drop_long=False)
+    if not len(splits["train"]):
+        raise NMTError(
+            f"no training pairs are {cfg.max_len} tokens or shorter; raise --data.max_len"
+        )
+    log.info("data: %s", ", ".join(f"{k} {len(v)} pairs" for k, v in splits.items()))
+    return tok, splits

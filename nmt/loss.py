@@ -1,0 +1,83 @@
+"""TranslationLoss and the pure label-smoothed NLL it is built on."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nmt.errors import NMTError
+
+
+def split_target(target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one place the shift happens: [BOS w1 .. wn EOS PAD..] -> (decoder input, labels)."""
+    return target_ids[:, :-1], target_ids[:, 1:]
+
+
+def check_smoothing(eps: float) -> float:
+    """Return eps if it is in [0, 1), else raise NMTError."""
+    if not 0.0 <= eps < 1.0:
+        raise NMTError(f"label smoothing must be in [0, 1), got {eps}; e.g. --smoothing 0.1")
+    return float(eps)
+
+
+def label_smoothed_nll(
+    logits: torch.Tensor, labels: torch.Tensor, eps: float, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token smoothed loss, NLL and pad mask for logits (N, V) and labels (N,).
+
+    Target distribution (1 - eps) * one_hot + eps / K over all K entries, so the loss is
+    (1 - eps) * nll + eps * mean_k(-log p_k); no (N, K) target tensor is built. Pad rows are 0.
+    """
+    lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
+    mask = labels != pad_id  # (N,)
+    safe = labels.masked_fill(~mask, 0)
+    nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
+    smooth = -lprobs.mean(dim=-1)  # (N,)
+    loss = (1.0 - eps) * nll + eps * smooth
+    zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
+    return torch.where(mask, loss, zero), torch.where(mask, nll, zero), mask
+
+
+class TranslationLoss(nn.Module):
+    """Label-smoothed cross-entropy over shifted targets, with NLL, accuracy and token count.
+
+    forward(logits (B, T-1, V), target_ids (B, T)) -> dict with `loss` (smoothed), `nll_loss`,
+    `accuracy`, `num_tokens` (non-pad labels) and `num_correct`. With reduction="mean" loss and
+    nll_loss are means over non-pad tokens; with "sum" they are sums (the trainer divides by the
+    token count of the whole update).
+    """
+
+    def __init__(
+        self, vocab_size: int, pad_id: int = 0, smoothing: float = 0.1, reduction: str = "mean"
+    ):
+        super().__init__()
+        if reduction not in ("mean", "sum"):
+            raise NMTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.vocab_size, self.pad_id = vocab_size, pad_id
+        self.smoothing, self.reduction = check_smoothing(smoothing), reduction
+
+    def forward(self, logits: torch.Tensor, target_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        _, labels = split_target(target_ids)  # (B, T-1)
+        if logits.shape[:2] != labels.shape or logits.size(-1) != self.vocab_size:
+            raise ValueError(
+                f"logits {tuple(logits.shape)} do not match target_ids "
+                f"{tuple(target_ids.shape)} and vocab {self.vocab_size}"
+            )
+        flat_logits = logits.reshape(-1, self.vocab_size)  # (N, V)
+        flat_labels = labels.reshape(-1)  # (N,)
+        loss, nll, mask = label_smoothed_nll(flat_logits, flat_labels, self.smoothing, self.pad_id)
+        num_tokens = mask.sum()
+        with torch.no_grad():
+            num_correct = ((flat_logits.argmax(-1) == flat_labels) & mask).sum()
+        loss, nll = loss.sum(), nll.sum()
+        denom = num_tokens.clamp(min=1).to(loss.dtype)
+        if self.reduction == "mean":
+            loss, nll = loss / denom, nll / denom
+        return {
+            "loss": loss,
+            "nll_loss": nll,
+            "accuracy": num_correct.to(loss.dtype) / denom,
+            "num_tokens": num_tokens,
+            "num_correct": num_correct,
+        }

@@ -1,0 +1,84 @@
+"""Shared fixtures: the Multi30k copy beside the repo, a synthetic corpus, an isolated cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+MULTI30K = Path(os.environ.get("NMT_MULTI30K", ROOT.parent / "shared" / "data" / "multi30k"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Tokenizer cache shared by the session's tests but never the user's ~/.cache."""
+    monkeypatch.setenv("NMT_CACHE", str(tmp_path_factory.getbasetemp() / "nmt-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def multi30k() -> Path:
+    """The real Multi30k folder; tests that need it skip with a reason when it is absent."""
+    if not (MULTI30K / "train.jsonl").is_file():
+        pytest.skip(f"Multi30k not found at {MULTI30K} (set NMT_MULTI30K to its folder)")
+    return MULTI30K
+
+
+WORDS = [
+    "red",
+    "blue",
+    "green",
+    "dog",
+    "cat",
+    "man",
+    "woman",
+    "runs",
+    "sits",
+    "on",
+    "the",
+    "grass",
+    "street",
+    "ball",
+    "a",
+    "big",
+    "small",
+    "child",
+    "plays",
+    "with",
+]
+CIPHER = {w: w[::-1] + "x" for w in WORDS}  # a word-for-word "language"
+
+
+def synthetic_pairs(n: int, seed: int) -> list[dict]:
+    """Sentences of random words and their word-by-word cipher translation."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 9))]
+        rows.append(
+            {"translation": {"en": " ".join(words), "xx": " ".join(CIPHER[w] for w in words)}}
+        )
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def synthetic_dataset(tmp_path) -> Path:
+    """A local folder in Hub layout with a nested 'translation' column (en -> xx)."""
+    folder = tmp_path / "cipher"
+    write_jsonl(folder / "train.jsonl", synthetic_pairs(1500, 1))
+    write_jsonl(folder / "validation.jsonl", synthetic_pairs(60, 2))
+    write_jsonl(folder / "test.jsonl", synthetic_pairs(50, 3))
+    return folder

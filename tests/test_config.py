@@ -1,0 +1,156 @@
+"""Config: shipped files load, precedence defaults < YAML < flags, errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nmt.config import Config, parse_args
+from nmt.errors import NMTError
+from nmt.model import Transformer
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+
+
+def test_required_configs_are_shipped():
+    names = {p.name for p in CONFIGS}
+    assert {"toy.yaml", "multi30k_tiny.yaml", "multi30k_base.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_builds(path):
+    cfg, _ = parse_args(["--config", str(path)])
+    model = Transformer(cfg.model, cfg.data.vocab_size)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_multi30k_tiny_is_the_published_size():
+    cfg, _ = parse_args(["--config", "configs/multi30k_tiny.yaml"])
+    m = cfg.model
+    assert (m.encoder_layers, m.decoder_layers, m.d_model, m.ffn_dim, m.heads) == (
+        4,
+        4,
+        128,
+        256,
+        4,
+    )
+
+
+def test_precedence_defaults_yaml_flags(tmp_path):
+    yml = tmp_path / "c.yaml"
+    yml.write_text("train:\n  lr: 1.0e-3\n  smoothing: 0.2\nmodel:\n  dropout: 0.2\n")
+    cfg, _ = parse_args(
+        [
+            "--config",
+            str(yml),
+            "--smoothing",
+            "0.05",
+            "--train.lr",
+            "5e-4",
+            "--model.share_embeddings=false",
+            "--train.betas",
+            "0.9,0.997",
+        ]
+    )
+    assert cfg.train.smoothing == 0.05  # flag beats YAML
+    assert cfg.train.lr == 5e-4  # dotted flag beats YAML
+    assert cfg.model.dropout == 0.2  # YAML beats default
+    assert cfg.model.share_embeddings is False
+    assert cfg.train.betas == (0.9, 0.997)
+    assert cfg.train.warmup_steps == Config().train.warmup_steps  # default kept
+
+
+def test_short_flags_reach_their_fields():
+    cfg, _ = parse_args(
+        [
+            "--dataset",
+            "wmt14",
+            "--dataset-config",
+            "de-en",
+            "--src",
+            "de",
+            "--tgt",
+            "en",
+            "--max-steps",
+            "7",
+            "--max-epochs",
+            "3",
+            "--seed",
+            "9",
+            "--vocab-size",
+            "32000",
+            "--max-tokens",
+            "8000",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--run-dir",
+            "x",
+            "--update-freq",
+            "2",
+        ]
+    )
+    assert (cfg.data.dataset, cfg.data.dataset_config, cfg.data.src, cfg.data.tgt) == (
+        "wmt14",
+        "de-en",
+        "de",
+        "en",
+    )
+    assert (cfg.train.max_steps, cfg.train.max_epochs, cfg.train.seed) == (7, 3, 9)
+    assert (cfg.data.vocab_size, cfg.data.max_tokens, cfg.train.update_freq) == (32000, 8000, 2)
+    assert (cfg.train.device, cfg.train.precision, cfg.train.run_dir) == ("cpu", "fp32", "x")
+
+
+def test_dict_round_trip():
+    cfg, _ = parse_args(["--smoothing", "0.3", "--model.d_model", "64", "--model.heads", "2"])
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--train.lrr", "1"], "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
+        (["--nope.x", "1"], "unknown config key 'nope.x'"),
+        (["--train.max_steps", "ten"], "'train.max_steps' expects an integer"),
+        (["--train.lr", "fast"], "'train.lr' expects a number"),
+        (["--model.tie_output", "maybe"], "'model.tie_output' expects true or false"),
+        (["--smoothing", "1.0"], "'train.smoothing' must be in [0, 1)"),
+        (["--smoothing", "-0.1"], "'train.smoothing' must be in [0, 1)"),
+        (["--model.d_model", "100", "--model.heads", "3"], "'model.d_model' must be divisible"),
+        (["--train.lr"], "'--train.lr' needs a value"),
+        (["stray"], "unknown argument 'stray'"),
+    ],
+)
+def test_bad_flags_name_the_key(argv, needle):
+    with pytest.raises(NMTError) as err:
+        parse_args(argv)
+    assert needle in str(err.value)
+
+
+def test_unknown_yaml_key_names_file_and_key(tmp_path):
+    yml = tmp_path / "bad.yaml"
+    yml.write_text("model:\n  d_modle: 256\n")
+    with pytest.raises(
+        NMTError,
+        match=r"bad.yaml: unknown config key 'model.d_modle' "
+        r"\(did you mean 'model.d_model'\?\)",
+    ):
+        parse_args(["--config", str(yml)])
+
+
+def test_yaml_type_error_names_key(tmp_path):
+    yml = tmp_path / "bad.yaml"
+    yml.write_text("train:\n  max_steps: 1.5\n")
+    with pytest.raises(NMTError, match="'train.max_steps' expects an integer"):
+        parse_args(["--config", str(yml)])
+
+
+def test_unparsable_yaml_and_missing_file(tmp_path):
+    yml = tmp_path / "broken.yaml"
+    yml.write_text("train:\n  lr: [1, 2\n")
+    with pytest.raises(NMTError, match="is not valid YAML at line"):
+        parse_args(["--config", str(yml)])
+    with pytest.raises(NMTError, match="does not exist"):
+        parse_args(["--config", str(tmp_path / "missing.yaml")])

@@ -1,0 +1,190 @@
+"""Dataset loading (flat, nested, files, folders), filtering and token-bucketed batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nmt.config import DataConfig
+from nmt.data import (
+    DEFAULT_HUB_DATASET,
+    collate,
+    default_dataset,
+    encode_split,
+    load_data,
+    load_dataset_dict,
+    make_batches,
+    read_split,
+)
+from nmt.errors import NMTError
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_or_load
+from tests.conftest import synthetic_pairs, write_jsonl
+
+
+def lengths(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(2, 60, n), rng.integers(2, 60, n)
+
+
+def test_batches_respect_max_tokens_and_cover_every_index_once():
+    src, tgt = lengths()
+    batches = make_batches(src, tgt, 600, seed=1, epoch=0)
+    for b in batches:
+        assert len(b) * max(src[b].max(), tgt[b].max()) <= 600
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(src)))
+
+
+def test_batches_are_reproducible_per_seed_and_epoch():
+    src, tgt = lengths()
+    same = [b.tolist() for b in make_batches(src, tgt, 600, seed=1, epoch=3)]
+    assert same == [b.tolist() for b in make_batches(src, tgt, 600, seed=1, epoch=3)]
+    assert same != [b.tolist() for b in make_batches(src, tgt, 600, seed=1, epoch=4)]
+    assert same != [b.tolist() for b in make_batches(src, tgt, 600, seed=2, epoch=3)]
+
+
+def test_batches_are_length_bucketed():
+    src, tgt = lengths(2000)
+    batches = make_batches(src, tgt, 2000, seed=0, epoch=0)
+    spread = np.mean([tgt[b].max() - tgt[b].min() for b in batches])
+    assert spread <= 1.0  # sorted by target length: each batch spans at most ~1 length
+
+
+def test_max_tokens_smaller_than_a_pair_is_an_error():
+    with pytest.raises(NMTError, match="--max-tokens 10 is smaller than one 12-token pair"):
+        make_batches(np.array([3, 12]), np.array([4, 5]), 10)
+
+
+def test_collate_pads_right():
+    split = encode_split("s", ["a"], ["b"], _FakeTok(), 10, drop_long=True)
+    split.src_ids, split.tgt_ids = [[5, 3], [6, 7, 8, 3]], [[2, 9, 3], [2, 3]]
+    src, tgt = collate(split, np.array([0, 1]))
+    assert src.tolist() == [[5, 3, PAD_ID, PAD_ID], [6, 7, 8, 3]]
+    assert tgt.tolist() == [[2, 9, 3], [2, 3, PAD_ID]]
+
+
+class _FakeTok:
+    def encode(self, texts):
+        return [[10 + len(w) for w in t.split()] for t in texts]
+
+
+def test_encode_adds_specials_and_filters_or_truncates():
+    src = ["a bb", "a " * 20]
+    tgt = ["ccc", "d"]
+    train = encode_split("train", src, tgt, _FakeTok(), max_len=6, drop_long=True)
+    assert train.src_ids == [[11, 12, EOS_ID]] and train.tgt_ids == [[BOS_ID, 13, EOS_ID]]
+    valid = encode_split("valid", src, tgt, _FakeTok(), max_len=6, drop_long=False)
+    assert len(valid) == 2 and valid.src_ids[1] == [11] * 5 + [EOS_ID]
+    assert valid.src_text[1] == src[1]  # raw text kept whole for BLEU references
+
+
+def flat_folder(tmp_path, fmt="jsonl"):
+    rows = [{"en": f"hello {i}", "fr": f"bonjour {i}"} for i in range(20)]
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        if fmt == "jsonl":
+            write_jsonl(folder / f"{split}.jsonl", rows)
+        else:
+            import pandas as pd
+
+            frame = pd.DataFrame(rows)
+            getattr(frame, f"to_{fmt}")(folder / f"{split}.{fmt}", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv"])
+def test_local_folder_flat_columns(tmp_path, fmt):
+    cfg = DataConfig(dataset=str(flat_folder(tmp_path, fmt)), src="en", tgt="fr")
+    dd = load_dataset_dict(cfg)
+    src, tgt = read_split(dd, "train", cfg)
+    assert src[3] == "hello 3" and tgt[3] == "bonjour 3" and len(src) == 20
+
+
+def test_nested_translation_column_and_files(tmp_path):
+    train = write_jsonl(tmp_path / "t.jsonl", synthetic_pairs(10, 0))
+    valid = write_jsonl(tmp_path / "v.jsonl", synthetic_pairs(5, 1))
+    cfg = DataConfig(train_file=str(train), valid_file=str(valid), src="xx", tgt="en")
+    dd = load_dataset_dict(cfg)
+    src, tgt = read_split(dd, "validation", cfg)
+    expected = synthetic_pairs(5, 1)
+    assert src == [r["translation"]["xx"] for r in expected]
+    assert tgt == [r["translation"]["en"] for r in expected]
+
+
+def test_unknown_language_lists_the_ones_present(tmp_path):
+    cfg = DataConfig(dataset=str(flat_folder(tmp_path)), src="en", tgt="de")
+    with pytest.raises(NMTError, match="its languages are en, fr; pick --src and --tgt"):
+        read_split(load_dataset_dict(cfg), "train", cfg)
+
+
+def test_missing_split_is_named(tmp_path):
+    cfg = DataConfig(dataset=str(flat_folder(tmp_path)), src="en", tgt="fr")
+    with pytest.raises(NMTError, match="no 'test2016' split \\(it has train, validation\\)"):
+        read_split(load_dataset_dict(cfg), "test2016", cfg)
+
+
+def test_empty_and_null_rows_are_skipped_and_counted(tmp_path, caplog):
+    rows = [
+        {"en": "a b", "fr": "c d"},
+        {"en": "", "fr": "x"},
+        {"en": "y", "fr": None},
+        {"en": "  ", "fr": "z"},
+        {"en": "e", "fr": "f"},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataConfig(train_file=str(path), src="en", tgt="fr")
+    with caplog.at_level("WARNING"):
+        src, tgt = read_split(load_dataset_dict(cfg), "train", cfg)
+    assert (src, tgt) == (["a b", "e"], ["c d", "f"])
+    assert "skipped 3 of 5 rows" in caplog.text
+
+
+def test_missing_folder_and_file_errors(tmp_path):
+    with pytest.raises(NMTError, match="dataset folder ./nowhere does not exist"):
+        load_dataset_dict(DataConfig(dataset="./nowhere"))
+    with pytest.raises(NMTError, match="data file .* does not exist"):
+        load_dataset_dict(DataConfig(train_file=str(tmp_path / "x.jsonl")))
+
+
+def test_default_prefers_local_copy_then_hub(tmp_path):
+    local = tmp_path / "data" / "multi30k"
+    assert default_dataset((local,)) == DEFAULT_HUB_DATASET
+    local.mkdir(parents=True)
+    assert default_dataset((tmp_path / "absent", local)) == str(local)
+
+
+def test_default_without_local_copy_or_hub_says_how_to_point_dataset(monkeypatch, tmp_path):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'bentrevett/multi30k' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(NMTError) as err:
+        load_dataset_dict(DataConfig(), candidates=(tmp_path / "absent",))
+    message = str(err.value)
+    assert "no local copy of the default data at data/multi30k" in message
+    assert "--dataset ../shared/data/multi30k" in message and "\n" not in message
+
+
+def test_load_data_on_multi30k_slice(multi30k):
+    cfg = DataConfig(
+        dataset=str(multi30k), vocab_size=400, max_train_pairs=1000, max_valid_pairs=50, max_len=40
+    )
+    tok, splits = load_data(cfg, lambda texts: train_or_load(texts, cfg.vocab_size))
+    assert set(splits) == {"train", "valid", "test"}
+    assert len(splits["valid"]) == 50 and len(splits["test"]) == 50
+    train = splits["train"]
+    raw = [json.loads(line) for line in (multi30k / "train.jsonl").open()][:1000]
+    fits = [
+        max(len(tok.encode([r["en"]])[0]) + 1, len(tok.encode([r["de"]])[0]) + 2) <= 40 for r in raw
+    ]
+    assert len(train) == sum(fits) < 1000  # exactly the over-long pairs dropped
+    assert train.src_text == [r["en"] for r, ok in zip(raw, fits) if ok]
+    assert all(s[-1] == EOS_ID for s in train.src_ids)
+    assert all(t[0] == BOS_ID and t[-1] == EOS_ID for t in train.tgt_ids)
+    assert max(map(len, train.tgt_ids)) <= 40
+    assert tok.decode([train.tgt_ids[0]])[0] == train.tgt_text[0]

@@ -1,0 +1,27 @@
+"""sacreBLEU wrapper equals sacrebleu's own corpus functions."""
+
+from __future__ import annotations
+
+import pytest
+import sacrebleu
+
+from nmt.metrics import corpus_scores
+
+HYPS = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest."]
+REFS = ["Ein Mann fährt ein Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch."]
+
+
+def test_equals_sacrebleu():
+    scores = corpus_scores(HYPS, REFS)
+    assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(HYPS, [REFS]).score)
+    assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(HYPS, [REFS]).score)
+    assert scores["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    lower = corpus_scores([h.upper() for h in HYPS], REFS, lowercase=True)
+    assert lower["bleu"] == pytest.approx(scores["bleu"])
+    assert "case:lc" in lower["bleu_signature"]
+
+
+def test_perfect_and_length_mismatch():
+    assert corpus_scores(REFS, REFS)["bleu"] == pytest.approx(100.0)
+    with pytest.raises(ValueError):
+        corpus_scores(HYPS[:2], REFS)

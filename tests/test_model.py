@@ -1,0 +1,78 @@
+"""Transformer: shapes, pad and causal invariances, weight tying, SDPA attention."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nmt.config import ModelConfig
+from nmt.model import Transformer
+from nmt.tokenizer import PAD_ID
+
+CFG = ModelConfig(encoder_layers=2, decoder_layers=2, d_model=32, heads=4, ffn_dim=64, dropout=0.1)
+V = 50
+
+
+def model(cfg=CFG):
+    torch.manual_seed(0)
+    return Transformer(cfg, V).eval()
+
+
+def ids(b, t, seed):
+    return torch.randint(4, V, (b, t), generator=torch.Generator().manual_seed(seed))
+
+
+def test_forward_returns_logits_only():
+    out = model()(ids(3, 7, 0), ids(3, 5, 1))
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 5, V)
+
+
+def test_extra_padding_changes_nothing():
+    m = model()
+    src, tgt = ids(2, 6, 0), ids(2, 5, 1)
+    base = m(src, tgt)
+    pad_src = torch.cat([src, torch.full((2, 4), PAD_ID)], 1)
+    pad_tgt = torch.cat([tgt, torch.full((2, 3), PAD_ID)], 1)
+    assert torch.allclose(m(pad_src, pad_tgt)[:, :5], base, atol=1e-5)
+
+
+def test_decoder_is_causal():
+    m = model()
+    src, tgt = ids(2, 6, 0), ids(2, 8, 1)
+    changed = tgt.clone()
+    changed[:, 5:] = 4
+    assert torch.allclose(m(src, tgt)[:, :5], m(src, changed)[:, :5], atol=1e-6)
+    assert not torch.allclose(m(src, tgt)[:, 5:], m(src, changed)[:, 5:])
+
+
+def test_shared_and_tied_embeddings():
+    m = model()
+    assert m.src_embed is m.tgt_embed and m.output is None
+    names = [n for n, _ in m.named_parameters()]
+    assert sum("embed" in n for n in names) == 1
+    untied = model(
+        ModelConfig(
+            d_model=32,
+            heads=4,
+            ffn_dim=64,
+            encoder_layers=1,
+            decoder_layers=1,
+            share_embeddings=False,
+            tie_output=False,
+        )
+    )
+    assert untied.src_embed is not untied.tgt_embed and untied.output is not None
+    assert not untied.src_embed.weight[PAD_ID].any()
+
+
+def test_attention_goes_through_sdpa(monkeypatch):
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        F,
+        "scaled_dot_product_attention",
+        lambda *a, **k: calls.append(k.get("is_causal")) or real(*a, **k),
+    )
+    model()(ids(1, 4, 0), ids(1, 3, 1))
+    assert calls.count(False) == 2 + 2  # encoder self-attn + decoder cross-attn
+    assert calls.count(True) == 2  # decoder self-attn

@@ -1,0 +1,95 @@
+"""The update step: gradient normalised by the update's tokens across accumulated batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt.config import Config, DataConfig, ModelConfig, TrainConfig
+from nmt.data import pad
+from nmt.loss import TranslationLoss, split_target
+from nmt.model import Transformer
+from nmt.trainer import Trainer, resolve_precision
+
+V = 40
+
+
+class FakeTok:
+    proto = b""
+
+    def __len__(self):
+        return V
+
+
+def trainer(tmp_path, name, update_freq=1):
+    cfg = Config(
+        data=DataConfig(vocab_size=V),
+        model=ModelConfig(
+            d_model=16, heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0
+        ),
+        train=TrainConfig(device="cpu", update_freq=update_freq, smoothing=0.1),
+    )
+    torch.manual_seed(0)
+    return Trainer(cfg, Transformer(cfg.model, V), FakeTok(), {}, tmp_path / name)
+
+
+def batch(seqs_src, seqs_tgt):
+    return pad(seqs_src), pad(seqs_tgt)
+
+
+A_SRC, A_TGT = [[5, 6, 7, 3], [8, 9, 3]], [[2, 10, 11, 12, 13, 3], [2, 14, 3]]
+B_SRC, B_TGT = [[15, 16, 3]], [[2, 17, 3]]  # far fewer tokens than A
+
+
+def grads(model):
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_accumulated_gradient_equals_one_big_batch(tmp_path):
+    split = trainer(tmp_path, "split", update_freq=2)
+    split.accumulate([batch(A_SRC, A_TGT), batch(B_SRC, B_TGT)])
+    whole = trainer(tmp_path, "whole")
+    whole.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
+    for g1, g2 in zip(grads(split.model), grads(whole.model)):
+        assert torch.allclose(g1, g2, atol=1e-7)
+    # And it is the gradient of the mean smoothed loss over all 9 target tokens (A: 5 + 2, B: 2).
+    ref = trainer(tmp_path, "ref")
+    src, tgt = batch(A_SRC + B_SRC, A_TGT + B_TGT)
+    out = TranslationLoss(V, smoothing=0.1)(ref.model(src, split_target(tgt)[0]), tgt)
+    assert int(out["num_tokens"]) == 9
+    out["loss"].backward()
+    for g1, g2 in zip(grads(split.model), grads(ref.model)):
+        assert torch.allclose(g1, g2, atol=1e-7)
+
+
+def test_per_batch_means_would_differ(tmp_path):
+    # Guard that the test above can fail: averaging per-batch means weights B's 2 tokens
+    # like A's 7 and gives another gradient.
+    t = trainer(tmp_path, "mean")
+    loss = TranslationLoss(V, smoothing=0.1)
+    for src_seqs, tgt_seqs in ((A_SRC, A_TGT), (B_SRC, B_TGT)):
+        src, tgt = batch(src_seqs, tgt_seqs)
+        (loss(t.model(src, split_target(tgt)[0]), tgt)["loss"] / 2).backward()
+    whole = trainer(tmp_path, "whole2")
+    whole.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
+    assert not all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(grads(t.model), grads(whole.model))
+    )
+
+
+def test_train_step_updates_and_schedules(tmp_path):
+    t = trainer(tmp_path, "step")
+    before = [p.detach().clone() for p in t.model.parameters()]
+    stats = t.train_step([batch(A_SRC, A_TGT)])
+    assert stats["tokens"] == 7 and stats["grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
+    assert all(p.grad is None for p in t.model.parameters())
+    assert t.scheduler.get_last_lr()[0] == pytest.approx(t.cfg.train.lr * 2 / 2000)
+
+
+def test_precision_resolution_on_cpu():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)

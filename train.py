@@ -1,0 +1,65 @@
+"""Train a Transformer translation model: python train.py --smoothing 0.1 [--config FILE] ..."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+
+import numpy as np
+import torch
+import yaml
+
+from nmt.config import parse_args
+from nmt.data import load_data
+from nmt.errors import NMTError
+from nmt.model import Transformer
+from nmt.run import prepare_run_dir, setup_logging
+from nmt.tokenizer import train_or_load
+from nmt.trainer import Trainer
+
+log = logging.getLogger("train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse config -> build parts -> Trainer.fit(); user errors become one line and exit 2."""
+    try:
+        cfg, args = parse_args(argv)
+        run_dir = prepare_run_dir(cfg, args.overwrite)
+        setup_logging(run_dir / "train.log")
+        log.info("run directory %s", run_dir)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        random.seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)
+        d = cfg.data
+        tok, splits = load_data(
+            d,
+            lambda texts: train_or_load(
+                texts, d.vocab_size, d.spm_model_type, d.character_coverage, d.cache_dir
+            ),
+        )
+        tok.save(run_dir / "spm.model")
+        model = Transformer(cfg.model, len(tok))
+        results = Trainer(cfg, model, tok, splits, run_dir).fit()
+    except NMTError as exc:
+        logging.getLogger("train").debug("error", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    best = results["test"] or results["valid"]
+    split = "test" if results["test"] else "valid"
+    log.info(
+        "done: %s BLEU %.2f (best checkpoint, step %d); results in %s",
+        split,
+        best["bleu"],
+        results["step"],
+        run_dir / "results.json",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
