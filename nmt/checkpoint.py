@@ -66,7 +66,8 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
             f"checkpoint {path} lacks {', '.join(missing)}; it cannot be used to translate"
         )
     cfg = Config.from_dict(state["config"], source=f"config in {path}")
-    tok = Tokenizer(state["spm_model"])
+    proto = state["spm_model"]
+    tok = Tokenizer(proto.numpy().tobytes() if isinstance(proto, torch.Tensor) else proto)
     if len(tok) != state["vocab_size"]:
         raise NMTError(
             f"checkpoint {path}: its tokenizer has {len(tok)} pieces but the model "

@@ -32,7 +32,7 @@ class DataConfig:
     valid_split: str = "validation"
     test_split: str = "test"
     max_train_pairs: int = 0  # 0 = all; a prefix of the training split for quick runs
-    max_valid_pairs: int = 0  # 0 = all
+    max_valid_pairs: int = 0  # 0 = all; else a prefix of validation (and of test)
     vocab_size: int = 8000
     spm_model_type: str = "unigram"
     character_coverage: float = 1.0

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -331,7 +332,8 @@ class Trainer:
             "valid": {k: v for k, v in valid_metrics.items() if not isinstance(v, str)},
             "config": self.cfg.to_dict(),
             "vocab_size": len(self.tok),
-            "spm_model": self.tok.proto,
+            # As a uint8 tensor: raw bytes do not always survive weights_only loading.
+            "spm_model": torch.from_numpy(np.frombuffer(self.tok.proto, dtype=np.uint8).copy()),
         }
 
     def finish(self) -> dict:

@@ -188,3 +188,12 @@ def test_load_data_on_multi30k_slice(multi30k):
     assert all(t[0] == BOS_ID and t[-1] == EOS_ID for t in train.tgt_ids)
     assert max(map(len, train.tgt_ids)) <= 40
     assert tok.decode([train.tgt_ids[0]])[0] == train.tgt_text[0]
+
+
+def test_hub_id_and_config_reach_load_dataset(monkeypatch):
+    import datasets
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or {})
+    load_dataset_dict(DataConfig(dataset="wmt14", dataset_config="de-en"))
+    assert calls == [(("wmt14", "de-en"), {})]

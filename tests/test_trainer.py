@@ -93,3 +93,64 @@ def test_precision_resolution_on_cpu():
     assert resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", cpu)
+
+
+def scripted_trainer(tmp_path, scores, patience):
+    """A trainer whose validations return the given (bleu, nll) scores in turn."""
+    from dataclasses import replace
+
+    from nmt.data import Split
+
+    t = trainer(tmp_path, "scripted")
+    t.cfg = replace(t.cfg, train=replace(t.cfg.train, patience=patience))
+    t.splits = {"valid": Split("valid", ["a"], ["b"], [[5, 3]], [[2, 6, 3]])}
+    feed = iter(scores)
+
+    def evaluate(split):
+        bleu, nll = next(feed)
+        return {
+            "loss": nll,
+            "nll_loss": nll,
+            "ppl": 1.0,
+            "accuracy": 0.0,
+            "bleu": bleu,
+            "chrf": 0.0,
+            "bleu_signature": "sig",
+        }, ["hyp"]
+
+    t.evaluate = evaluate
+    return t
+
+
+def test_best_checkpoint_and_early_stopping(tmp_path):
+    from nmt.checkpoint import load_checkpoint
+
+    scores = [(0.0, 5.0), (0.0, 4.0), (12.0, 3.0), (11.0, 2.0), (12.0, 1.9), (13.0, 2.5)]
+    t = scripted_trainer(tmp_path, scores, patience=2)
+    stops, best_steps = [], []
+    for step in range(1, 6):
+        t.step = step
+        stops.append(t.validate())
+        best_steps.append(load_checkpoint(t.run_dir / "checkpoint_best.pt")["step"])
+    # BLEU ties go to the lower NLL (step 2); 11 < 12 is not better; 12 = 12 with lower NLL is.
+    assert best_steps == [1, 2, 3, 3, 5]
+    assert stops == [False, False, False, False, False]
+    t.step = 6
+    assert t.validate() is False  # 13 improves: patience counter resets
+    t2 = scripted_trainer(tmp_path, [(5.0, 1.0), (4.0, 1.0), (5.0, 1.0)], patience=2)
+    assert [t2.validate(), t2.validate(), t2.validate()] == [False, False, True]
+    assert load_checkpoint(t2.run_dir / "checkpoint_last.pt")["bad_validations"] == 2
+
+
+def test_bf16_autocast_step_on_cpu_tracks_fp32(tmp_path):
+    from dataclasses import replace
+
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        t = trainer(tmp_path, precision)
+        t.cfg = replace(t.cfg, train=replace(t.cfg.train, precision=precision))
+        t.amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        stats = t.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
+        losses[precision] = stats["loss"] / stats["tokens"]
+        assert all(torch.isfinite(p.grad).all() for p in t.model.parameters())
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
