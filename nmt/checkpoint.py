@@ -66,8 +66,7 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
             f"checkpoint {path} lacks {', '.join(missing)}; it cannot be used to translate"
         )
     cfg = Config.from_dict(state["config"], source=f"config in {path}")
-    proto = state["spm_model"]
-    tok = Tokenizer(proto.numpy().tobytes() if isinstance(proto, torch.Tensor) else proto)
+    tok = Tokenizer.from_tensor(state["spm_model"])
     if len(tok) != state["vocab_size"]:
         raise NMTError(
             f"checkpoint {path}: its tokenizer has {len(tok)} pieces but the model "

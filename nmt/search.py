@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -57,7 +58,7 @@ def decode_corpus(
 
     from nmt.data import make_batches, pad
 
-    lens = torch.tensor([len(s) for s in src_ids]).numpy()
+    lens = np.fromiter(map(len, src_ids), dtype=np.int64, count=len(src_ids))
     # Output length bounds the decoder's work, so budget the batch by the longest output too.
     widths = (lens * max(max_len_a, 1.0) + max_len_b).astype(lens.dtype)
     batches = make_batches(lens, widths, max(max_tokens, int(widths.max(initial=1))), shuffle=False)

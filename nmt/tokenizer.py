@@ -11,7 +11,9 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
+import torch
 
 from nmt.errors import NMTError
 
@@ -41,6 +43,15 @@ class Tokenizer:
     def save(self, path: str | Path) -> None:
         """Write the .model file."""
         Path(path).write_bytes(self.proto)
+
+    def to_tensor(self) -> torch.Tensor:
+        """The model file as a uint8 tensor: raw bytes do not always survive weights_only loads."""
+        return torch.from_numpy(np.frombuffer(self.proto, dtype=np.uint8).copy())
+
+    @classmethod
+    def from_tensor(cls, stored: torch.Tensor | bytes) -> Tokenizer:
+        """Inverse of to_tensor (raw bytes, as early checkpoints stored them, are accepted)."""
+        return cls(stored.numpy().tobytes() if isinstance(stored, torch.Tensor) else stored)
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -130,7 +129,7 @@ class Trainer:
         self.writer = SummaryWriter(str(self.run_dir))
         self.step, self.epoch = 0, 0
         self.best_bleu, self.best_nll, self.bad_validations = -1.0, math.inf, 0
-        self.history: list[dict] = []
+        self.best_valid: dict = {}  # validation metrics of the best checkpoint
         log.info(
             "model: %.2fM parameters, device %s, precision %s",
             sum(p.numel() for p in model.parameters()) / 1e6,
@@ -241,7 +240,6 @@ class Trainer:
         }
         for name, value in scalars.items():
             self.writer.add_scalar(f"train/{name}", value, self.step)
-        self.history.append({"step": self.step, **scalars})
         log.info(
             "train | step %d | epoch %d | %s",
             self.step,
@@ -305,7 +303,10 @@ class Trainer:
             self.best_bleu,
             metrics["bleu_signature"],
         )
-        self.history.append({"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}})
+        if improved:
+            # The best checkpoint's validation scores and output are final: never decode twice.
+            self.best_valid = metrics
+            self._write_outputs(valid, hyps)
         state = self.state_dict(metrics)
         if improved:
             save_checkpoint(state, self.run_dir / "checkpoint_best.pt")
@@ -332,39 +333,45 @@ class Trainer:
             "valid": {k: v for k, v in valid_metrics.items() if not isinstance(v, str)},
             "config": self.cfg.to_dict(),
             "vocab_size": len(self.tok),
-            # As a uint8 tensor: raw bytes do not always survive weights_only loading.
-            "spm_model": torch.from_numpy(np.frombuffer(self.tok.proto, dtype=np.uint8).copy()),
+            "spm_model": self.tok.to_tensor(),
         }
 
+    def _write_outputs(self, split: Split, hyps: list[str]) -> None:
+        """<split>.hyp.txt and <split>.ref.txt, one line per pair, for rescoring with sacrebleu."""
+        (self.run_dir / f"{split.name}.hyp.txt").write_text("".join(h + "\n" for h in hyps))
+        (self.run_dir / f"{split.name}.ref.txt").write_text(
+            "".join(r + "\n" for r in split.tgt_text)
+        )
+
     def finish(self) -> dict:
-        """Score the best checkpoint on validation and test; write results and hypotheses."""
+        """Score the best checkpoint on test; write results (validation scores are kept)."""
         best = load_checkpoint(self.run_dir / "checkpoint_best.pt", self.device)
         self.model.load_state_dict(best["model"])
         results: dict = {
             "smoothing": self.cfg.train.smoothing,
             "step": best["step"],
             "last_step": self.step,
+            "valid": self.best_valid,
+            "test": None,
         }
+        if "test" in self.splits:
+            metrics, hyps = self.evaluate(self.splits["test"])
+            results["test"] = metrics
+            self._write_outputs(self.splits["test"], hyps)
         for name in ("valid", "test"):
-            split = self.splits.get(name)
-            if split is None:
-                results[name] = None
-                continue
-            metrics, hyps = self.evaluate(split)
-            results[name] = metrics
-            (self.run_dir / f"{name}.hyp.txt").write_text("".join(h + "\n" for h in hyps))
-            (self.run_dir / f"{name}.ref.txt").write_text("".join(r + "\n" for r in split.tgt_text))
-            log.info(
-                "%s (best checkpoint, step %d) | bleu %.2f | chrf %.2f | nll_loss %.4f | "
-                "ppl %.2f | %s",
-                name,
-                best["step"],
-                metrics["bleu"],
-                metrics["chrf"],
-                metrics["nll_loss"],
-                metrics["ppl"],
-                metrics["bleu_signature"],
-            )
+            if results[name]:
+                m = results[name]
+                log.info(
+                    "%s (best checkpoint, step %d) | bleu %.2f | chrf %.2f | nll_loss %.4f | "
+                    "ppl %.2f | %s",
+                    name,
+                    best["step"],
+                    m["bleu"],
+                    m["chrf"],
+                    m["nll_loss"],
+                    m["ppl"],
+                    m["bleu_signature"],
+                )
         tmp = self.run_dir / "results.json.tmp"
         tmp.write_text(json.dumps(results, indent=2) + "\n")
         tmp.replace(self.run_dir / "results.json")

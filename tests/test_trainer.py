@@ -15,10 +15,11 @@ V = 40
 
 
 class FakeTok:
-    proto = b""
-
     def __len__(self):
         return V
+
+    def to_tensor(self):
+        return torch.zeros(0, dtype=torch.uint8)
 
 
 def trainer(tmp_path, name, update_freq=1):
