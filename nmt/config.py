@@ -85,9 +85,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Decoding used for validation BLEU (and, later, translate.py)."""
+    """Decoding used for validation BLEU; translate.py's flags start from its own defaults."""
 
-    beam: int = 1
+    beam: int = 1  # greedy validation: fast, and the BLEU curve ranks checkpoints the same way
+    length_penalty: float = 1.0  # GNMT alpha: beam ranks logprob / ((5 + len) / 6) ** alpha
     max_len_a: float = 1.2
     max_len_b: int = 10
     max_tokens: int = 8192
@@ -271,6 +272,7 @@ def validate(cfg: Config) -> Config:
         ),
         (t.valid_every >= 1 and t.log_every >= 1, "train.valid_every", "intervals must be >= 1"),
         (cfg.decode.beam >= 1, "decode.beam", "must be >= 1"),
+        (cfg.decode.length_penalty >= 0, "decode.length_penalty", "must be >= 0"),
         (
             not (d.train_file and d.dataset),
             "data.train_file",

@@ -208,8 +208,11 @@ def make_batches(
     seed: int = 0,
     epoch: int = 0,
     shuffle: bool = True,
+    max_sentences: int | None = None,
 ) -> list[np.ndarray]:
     """Length-bucketed batches of indices with batch_size * longest side <= max_tokens.
+
+    max_sentences, when given, also caps the number of pairs in a batch.
 
     Ties in length are broken randomly and the batch order is shuffled, both from (seed, epoch),
     so every epoch's order is reproducible.
@@ -226,7 +229,8 @@ def make_batches(
     batches, start, widest = [], 0, 0
     for i, width in enumerate(longest):
         widest = max(widest, int(width))
-        if (i - start + 1) * widest > max_tokens:
+        count = i - start + 1
+        if count * widest > max_tokens or (max_sentences and count > max_sentences):
             batches.append(order[start:i])
             start, widest = i, int(width)
     if start < len(order):

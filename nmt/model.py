@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,32 @@ class Attention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # (B, H, T, Dh)
 
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask=None, causal=False
+    ) -> torch.Tensor:
+        """Heads (B, H, T, Dh) attending over (B, H, S, Dh) -> projected output (B, T, D)."""
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
+        )  # (B, H, T, Dh)
+        b, h, t, dh = y.shape
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, h * dh))
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        d = x.size(-1)
+        return F.linear(x, self.in_proj.weight[:d], self.in_proj.bias[:d])
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected keys and values of the encoder output, split into heads (B, H, S, Dh)."""
+        d = memory.size(-1)
+        kv = F.linear(memory, self.in_proj.weight[d:], self.in_proj.bias[d:])
+        k, v = kv.split(d, dim=-1)
+        return self._split(k), self._split(v)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -33,22 +60,35 @@ class Attention(nn.Module):
         causal: bool = False,
     ) -> torch.Tensor:
         """Self-attention when memory is None, else cross-attention over memory."""
-        d = x.size(-1)
         if memory is None:
-            q, k, v = self.in_proj(x).split(d, dim=-1)
+            q, k, v = (self._split(t) for t in self.in_proj(x).split(x.size(-1), dim=-1))
         else:
-            w, b = self.in_proj.weight, self.in_proj.bias
-            q = F.linear(x, w[:d], b[:d])
-            k, v = F.linear(memory, w[d:], b[d:]).split(d, dim=-1)
-        y = F.scaled_dot_product_attention(
-            self._split(q),
-            self._split(k),
-            self._split(v),
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=causal,
-        )  # (B, H, T, Dh)
-        return self.out_proj(y.transpose(1, 2).reshape(x.shape))
+            q, (k, v) = self._split(self._query(x)), self.memory_kv(memory)
+        return self._attend(q, k, v, mask, causal)
+
+    def step(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Self-attention of one new position x (N, 1, D) over the cached positions and itself.
+
+        Returns the output and the keys/values extended by this position (N, H, t + 1, Dh).
+        """
+        q, k, v = (self._split(t) for t in self.in_proj(x).split(x.size(-1), dim=-1))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        return self._attend(q, k, v), (k, v)
+
+    def cross_step(
+        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-attention of x (A * n, 1, D) over per-sentence keys/values (A, H, S, Dh).
+
+        Rows are grouped by sentence, so a sentence's n beams act as its n queries: the encoder
+        keys and values are never copied per beam.
+        """
+        rows, _, d = x.shape
+        q = self._query(x).view(k.size(0), rows // k.size(0), d)  # (A, n, D)
+        return self._attend(self._split(q), k, v, mask).reshape(rows, 1, d)
 
 
 class FeedForward(nn.Module):
@@ -99,6 +139,19 @@ class DecoderLayer(nn.Module):
         x = x + self.dropout(self.cross_attn(self.norm2(x), memory, mask=src_mask))
         return x + self.dropout(self.ffn(self.norm3(x)))
 
+    def step(
+        self,
+        x: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        src_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """forward() for one new position (N, 1, D), given the cached keys/values."""
+        h, present = self.self_attn.step(self.norm1(x), past)
+        x = x + self.dropout(h)
+        x = x + self.dropout(self.cross_attn.cross_step(self.norm2(x), *cross_kv, src_mask))
+        return x + self.dropout(self.ffn(self.norm3(x))), present
+
 
 def sinusoids(length: int, dim: int) -> torch.Tensor:
     """(length, dim) sinusoidal position encodings of Vaswani et al. (2017)."""
@@ -108,6 +161,29 @@ def sinusoids(length: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
     return table
+
+
+@dataclass
+class DecoderCache:
+    """What incremental decoding keeps between steps; rows are hypotheses grouped by sentence.
+
+    cross holds each layer's projected encoder keys/values once per sentence (A, H, S, Dh);
+    self_kv holds each layer's decoder keys/values per row (N, H, t, Dh), N = A * beams.
+    """
+
+    cross: list[tuple[torch.Tensor, torch.Tensor]]
+    src_mask: torch.Tensor  # (A, 1, 1, S)
+    self_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    length: int = 0  # positions decoded so far
+
+    def reorder(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
+        """Keep (and repeat) the given rows; sentences, if given, selects the sentences kept."""
+        self.self_kv = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.self_kv]
+        if sentences is not None:
+            self.cross = [
+                (k.index_select(0, sentences), v.index_select(0, sentences)) for k, v in self.cross
+            ]
+            self.src_mask = self.src_mask.index_select(0, sentences)
 
 
 class Transformer(nn.Module):
@@ -162,9 +238,31 @@ class Transformer(nn.Module):
         x = self._embed(self.tgt_embed, tgt_in)  # (B, T, D)
         for layer in self.decoder:
             x = layer(x, memory, src_mask)
-        x = self.decoder_norm(x)
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.tgt_embed.weight if self.output is None else self.output.weight
-        return F.linear(x, weight)  # (B, T, V)
+        return F.linear(self.decoder_norm(x), weight)  # (B, T, V)
+
+    def start_decoding(self, memory: torch.Tensor, src_mask: torch.Tensor) -> DecoderCache:
+        """An empty cache for incremental decoding with each layer's encoder keys/values."""
+        return DecoderCache(
+            [layer.cross_attn.memory_kv(memory) for layer in self.decoder], src_mask
+        )
+
+    def decode_step(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+        """Logits (N, V) after feeding each row's newest token (N,); extends cache in place.
+
+        Equals decode(prefix, ...)[:, -1] on the whole prefix, at the cost of one position.
+        """
+        x = self._embed(self.tgt_embed, tokens[:, None], offset=cache.length)  # (N, 1, D)
+        past = cache.self_kv or [None] * len(self.decoder)
+        present = []
+        for layer, layer_past, cross_kv in zip(self.decoder, past, cache.cross):
+            x, kv = layer.step(x, layer_past, cross_kv, cache.src_mask)
+            present.append(kv)
+        cache.self_kv, cache.length = present, cache.length + 1
+        return self._logits(x)[:, 0]
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, V) for decoder inputs tgt_in."""

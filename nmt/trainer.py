@@ -250,12 +250,12 @@ class Trainer:
 
     # ---- validation, checkpoints, final scoring ---------------------------------------------
     def evaluate(self, split: Split) -> tuple[dict, list[str]]:
-        """Loss metrics plus BLEU/chrF of greedy output on one split; returns (metrics, hyps)."""
+        """Loss metrics plus BLEU/chrF of decoded output on one split; returns (metrics, hyps)."""
         metrics = evaluate_loss(
             self.model, split, self.loss_fn, self.device, self.cfg.data.max_tokens, self.amp_dtype
         )
         d = self.cfg.decode
-        ids = decode_corpus(
+        nbests = decode_corpus(
             self.model,
             split.src_ids,
             self.device,
@@ -264,7 +264,10 @@ class Trainer:
             d.max_len_b,
             self.amp_dtype,
             progress=True,
+            beam=d.beam,
+            alpha=d.length_penalty,
         )
+        ids = [hyps[0].tokens for hyps in nbests]
         hyps = self.tok.decode(ids)
         metrics.update(corpus_scores(hyps, split.tgt_text))
         return metrics, hyps

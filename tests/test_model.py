@@ -76,3 +76,31 @@ def test_attention_goes_through_sdpa(monkeypatch):
     model()(ids(1, 4, 0), ids(1, 3, 1))
     assert calls.count(False) == 2 + 2  # encoder self-attn + decoder cross-attn
     assert calls.count(True) == 2  # decoder self-attn
+
+
+def test_decode_step_with_cache_equals_full_decode_after_reorders():
+    m = model()
+    src = torch.cat([ids(3, 6, 0), torch.full((3, 2), PAD_ID)], 1)
+    src[1, 6:] = ids(1, 2, 5)  # sentence 1 is longer, the others padded
+    memory, src_mask = m.encode(src)
+    cache = m.start_decoding(memory, src_mask)
+    prefix = torch.full((3, 1), 2)
+    with torch.no_grad():
+        for step, (rows, sentences) in enumerate(
+            [(None, None), ([0, 0, 1, 1, 2, 2], None), ([1, 0, 3, 3, 4, 5], None), ([2, 3], [1])]
+        ):
+            if rows is not None:
+                cache.reorder(
+                    torch.tensor(rows), None if sentences is None else torch.tensor(sentences)
+                )
+                prefix = prefix[rows]
+                if sentences is not None:
+                    memory, src_mask = memory[sentences], src_mask[sentences]
+            fast = m.decode_step(prefix[:, -1], cache)  # (N, V)
+            n = prefix.size(0) // memory.size(0)
+            full = m.decode(
+                prefix, memory.repeat_interleave(n, 0), src_mask.repeat_interleave(n, 0)
+            )
+            assert cache.length == step + 1 and fast.shape == (prefix.size(0), V)
+            assert torch.allclose(fast, full[:, -1], atol=1e-5)
+            prefix = torch.cat([prefix, ids(prefix.size(0), 1, 10 + step)], 1)
