@@ -1,14 +1,23 @@
-"""Translate with a trained checkpoint: python translate.py --checkpoint RUN_DIR < src > hyp."""
+"""Translate with a trained checkpoint: python translate.py --checkpoint RUN_DIR < src > hyp.
+
+Reads one source sentence per line (stdin or --input) and writes one detokenized translation
+per line (stdout or --output), in input order. Beam search with a KV cache by default
+(--beam 1 is greedy). --reference scores the output with sacreBLEU (BLEU and chrF with their
+signatures, the lines `sacrebleu REF -i HYP -m bleu chrf -f text -w 2` prints).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+from sacrebleu.metrics import BLEU
 
 from nmt.checkpoint import load_for_inference
 from nmt.errors import NMTError
-from nmt.run import setup_logging
+from nmt.metrics import corpus_scores
 from nmt.search import decode_corpus
 from nmt.tokenizer import EOS_ID
 from nmt.trainer import AMP_DTYPES, resolve_device, resolve_precision
@@ -18,47 +27,166 @@ log = logging.getLogger("translate")
 
 def build_parser() -> argparse.ArgumentParser:
     """translate.py's flags."""
-    p = argparse.ArgumentParser(prog="translate.py", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="translate.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--checkpoint", required=True, help="run directory (uses its best) or .pt file")
     p.add_argument("--input", help="source sentences, one per line (default: stdin)")
     p.add_argument("--output", help="where translations go, one per line (default: stdout)")
-    p.add_argument("--max-tokens", type=int, default=8192, help="tokens per decoding batch")
+    p.add_argument("--beam", type=int, default=5, help="beam size; 1 = greedy (default 5)")
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="GNMT length penalty: hypotheses rank by logprob / ((5 + length) / 6) ** ALPHA; "
+        "0 = raw logprob (default: the checkpoint's decode.length_penalty, 1.0)",
+    )
+    p.add_argument("--max-len-a", type=float, help="output length limit a * src_len + b: a")
+    p.add_argument("--max-len-b", type=int, help="... and b (default: the checkpoint's decode.*)")
+    p.add_argument("--max-tokens", type=int, default=8192, help="decoder positions per batch")
+    p.add_argument("--batch-size", type=int, help="most sentences per batch (default: no limit)")
+    p.add_argument(
+        "--nbest",
+        type=int,
+        help="write the K best hypotheses of each line as 'line<TAB>score<TAB>translation' "
+        "(score = logprob / length penalty, natural log)",
+    )
+    p.add_argument("--reference", help="reference translations: print sacreBLEU BLEU and chrF")
+    p.add_argument("--lowercase", action="store_true", help="lowercased BLEU (label it so)")
+    p.add_argument(
+        "--tokenize", choices=sorted(BLEU.TOKENIZERS), help="sacreBLEU tokenizer (default: 13a)"
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Greedy-translate lines in order; user errors become one line and exit 2."""
-    args = build_parser().parse_args(argv)
-    setup_logging(level=logging.WARNING)
-    try:
-        device = resolve_device(args.device)
-        precision = resolve_precision(args.precision, device)
-        model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
-        if args.input:
-            with open(args.input, encoding="utf-8", errors="replace") as handle:
-                lines = handle.read().splitlines()
-        else:
-            lines = sys.stdin.buffer.read().decode("utf-8", errors="replace").splitlines()
-        limit = cfg.data.max_len
-        src_ids = [ids[: limit - 1] + [EOS_ID] for ids in tok.encode(lines)]
-        out_ids = decode_corpus(
-            model,
-            src_ids,
-            device,
-            args.max_tokens,
-            cfg.decode.max_len_a,
-            cfg.decode.max_len_b,
-            AMP_DTYPES[precision],
+def read_lines(path: str | None, what: str) -> list[str]:
+    """Lines of a file (or stdin), split on newlines only; bad UTF-8 is replaced and counted."""
+    if path is None:
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise NMTError(f"cannot read {what} {path}: {exc.strerror}") from None
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()  # the newline that ends the last line does not start another
+    lines, bad = [], 0
+    for line in raw:
+        line = line[:-1] if line.endswith(b"\r") else line
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("utf-8", errors="replace"))
+            bad += 1
+    if bad:
+        log.warning(
+            "%d %s line(s) were not valid UTF-8; the bad bytes were replaced with U+FFFD",
+            bad,
+            what,
         )
-        hyps = [h if line.strip() else "" for h, line in zip(tok.decode(out_ids), lines)]
-        text = "".join(h + "\n" for h in hyps)
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            sys.stdout.write(text)
+    return lines
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Flag values that cannot work, as one NMTError."""
+    for name in ("beam", "max_tokens", "batch_size", "nbest"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise NMTError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.nbest is not None and args.nbest > args.beam:
+        raise NMTError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
+    if args.length_penalty is not None and args.length_penalty < 0:
+        raise NMTError("--length-penalty must be >= 0")
+    if args.output and args.input and Path(args.output).resolve() == Path(args.input).resolve():
+        raise NMTError("--output is the --input file; choose another output path")
+
+
+def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
+    """Source ids with EOS, cut to the model's limit (one warning counts the lines cut)."""
+    ids = tok.encode(lines)
+    cut = sum(len(x) + 1 > limit for x in ids)
+    if cut:
+        log.warning(
+            "%d input line(s) were longer than the model's maximum of %d tokens and were truncated",
+            cut,
+            limit,
+        )
+    return [x[: limit - 1] + [EOS_ID] for x in ids]
+
+
+def write_output(path: str | None, text: str) -> None:
+    """Write to the file (atomically: temp file, then rename) or to stdout."""
+    if path is None:
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise NMTError(f"cannot write --output {path}: {exc.strerror}") from None
+
+
+def translate(args: argparse.Namespace) -> None:
+    """Load, read, decode, write and (optionally) score."""
+    check_args(args)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
+    lines = read_lines(args.input, "input")
+    refs = read_lines(args.reference, "reference") if args.reference else None
+    if refs is not None and len(refs) != len(lines):
+        raise NMTError(
+            f"--reference has {len(refs)} lines but the input has {len(lines)}; "
+            "they must be parallel, one line each"
+        )
+    limit = min(cfg.data.max_len, cfg.model.max_positions)
+    src_ids = encode_sources(tok, lines, limit)
+    todo = [i for i, line in enumerate(lines) if line.strip()]  # empty in, empty out
+    nbest = args.nbest or 1
+    found = decode_corpus(
+        model,
+        [src_ids[i] for i in todo],
+        device,
+        args.max_tokens,
+        cfg.decode.max_len_a if args.max_len_a is None else args.max_len_a,
+        cfg.decode.max_len_b if args.max_len_b is None else args.max_len_b,
+        AMP_DTYPES[precision],
+        progress=True,
+        beam=args.beam,
+        alpha=cfg.decode.length_penalty if args.length_penalty is None else args.length_penalty,
+        nbest=nbest,
+        batch_size=args.batch_size,
+    )
+    results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in lines]
+    for i, hyps in zip(todo, found):
+        results[i] = list(zip(tok.decode([h.tokens for h in hyps]), (h.score for h in hyps)))
+    if args.nbest is None:
+        text = "".join(r[0][0] + "\n" for r in results)
+    else:
+        text = "".join(f"{i}\t{s:.4f}\t{h}\n" for i, r in enumerate(results) for h, s in r)
+    write_output(args.output, text)
+    if refs is not None:
+        scores = corpus_scores([r[0][0] for r in results], refs, args.lowercase, args.tokenize)
+        report = sys.stdout if args.output else sys.stderr
+        print(scores["bleu_text"], scores["chrf_text"], sep="\n", file=report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run translate(); user errors become one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        translate(args)
     except NMTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,47 @@ def synthetic_dataset(tmp_path) -> Path:
     write_jsonl(folder / "validation.jsonl", synthetic_pairs(60, 2))
     write_jsonl(folder / "test.jsonl", synthetic_pairs(50, 3))
     return folder
+
+
+def run(
+    script: str,
+    *args: str,
+    stdin: str | bytes | None = None,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+):
+    """Run one of the project's scripts as a user would; text in/out unless stdin is bytes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=not isinstance(stdin, bytes),
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def multi30k_run(tmp_path_factory):
+    """train.py on a 2k-pair Multi30k slice with configs/toy.yaml, once per test session."""
+    if not (MULTI30K / "train.jsonl").is_file():
+        pytest.skip(f"Multi30k not found at {MULTI30K} (set NMT_MULTI30K to its folder)")
+    run_dir = tmp_path_factory.mktemp("m30k") / "run"
+    proc = run(
+        "train.py",
+        "--config",
+        "configs/toy.yaml",
+        "--dataset",
+        str(MULTI30K),
+        "--smoothing",
+        "0.1",
+        "--run-dir",
+        str(run_dir),
+        "--seed",
+        "3",
+        # Session fixtures start before the autouse per-test cache fixture: isolate here too.
+        env={"NMT_CACHE": str(tmp_path_factory.getbasetemp() / "nmt-cache"), "HF_HUB_OFFLINE": "1"},
+    )
+    return proc, run_dir

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from nmt.checkpoint import load_for_inference
 from nmt.data import encode_split, load_dataset_dict, read_split
 from nmt.loss import TranslationLoss
 from nmt.trainer import evaluate_loss
+from tests.conftest import run
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_TAGS = [
@@ -31,46 +31,10 @@ TRAIN_TAGS = [
 VALID_TAGS = ["loss", "nll_loss", "ppl", "accuracy", "bleu", "chrf"]
 
 
-def run(script: str, *args: str, stdin: str | None = None, cwd: Path = ROOT):
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
-@pytest.fixture(scope="module")
-def multi30k_run(tmp_path_factory):
-    from tests.conftest import MULTI30K
-
-    if not (MULTI30K / "train.jsonl").is_file():
-        pytest.skip(f"Multi30k not found at {MULTI30K} (set NMT_MULTI30K to its folder)")
-    run_dir = tmp_path_factory.mktemp("m30k") / "run"
-    proc = run(
-        "train.py",
-        "--config",
-        "configs/toy.yaml",
-        "--dataset",
-        str(MULTI30K),
-        "--smoothing",
-        "0.1",
-        "--run-dir",
-        str(run_dir),
-        "--seed",
-        "3",
-    )
-    return proc, run_dir
 
 
 def test_train_exits_0_and_writes_the_run(multi30k_run):
@@ -151,30 +115,6 @@ def test_checkpoint_alone_reproduces_logged_validation_loss(multi30k_run):
     assert metrics["nll_loss"] == pytest.approx(results["valid"]["nll_loss"], abs=1e-6)
 
 
-def test_translate_stdin_to_stdout_matches_training_hypotheses(multi30k_run, tmp_path):
-    _, run_dir = multi30k_run
-    from tests.conftest import MULTI30K
-
-    rows = [json.loads(line) for line in (MULTI30K / "test.jsonl").open()][:5]
-    lines = [rows[0]["en"], "", rows[1]["en"], rows[2]["en"]]
-    proc = run("translate.py", "--checkpoint", str(run_dir), stdin="\n".join(lines) + "\n")
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.split("\n")[:-1]
-    hyps = (run_dir / "test.hyp.txt").read_text().splitlines()
-    assert out == [hyps[0], "", hyps[1], hyps[2]]
-    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
-    proc = run(
-        "translate.py",
-        "--checkpoint",
-        str(run_dir / "checkpoint_best.pt"),
-        "--input",
-        str(tmp_path / "in.txt"),
-        "--output",
-        str(tmp_path / "out.txt"),
-    )
-    assert proc.returncode == 0 and (tmp_path / "out.txt").read_text().split("\n")[:-1] == out
-
-
 def test_synthetic_corpus_with_nested_columns_learns(synthetic_dataset, tmp_path):
     run_dir = tmp_path / "run"
     proc = run(
@@ -235,11 +175,3 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and needle in lines[-1]
     assert "Traceback" not in proc.stderr
-
-
-def test_translate_bad_checkpoint(tmp_path):
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"not a checkpoint")
-    proc = run("translate.py", "--checkpoint", str(bad), stdin="hello\n")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith(f"error: {bad} is not a readable checkpoint")

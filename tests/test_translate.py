@@ -1,0 +1,168 @@
+"""translate.py end to end: beam and greedy output, nbest, sacreBLEU scoring, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import MULTI30K, run
+
+
+@pytest.fixture(scope="module")
+def run_dir(multi30k_run):
+    proc, path = multi30k_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return path
+
+
+def sources(n: int = 60) -> list[str]:
+    return [json.loads(line)["en"] for line in (MULTI30K / "test.jsonl").open()][:n]
+
+
+def sacrebleu_cli(ref, hyp, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-m", "bleu", "chrf"]
+    out = subprocess.run(
+        [*cmd, "-f", "text", "-w", "2", *extra], capture_output=True, text=True, check=True
+    ).stdout
+    return [line.strip() for line in out.splitlines()]
+
+
+def test_greedy_stdin_to_stdout_matches_training_hypotheses(run_dir, tmp_path):
+    lines = sources(5)
+    src = [lines[0], "", lines[1], lines[2]]
+    proc = run("translate.py", "--checkpoint", str(run_dir), "--beam", "1", stdin="\n".join(src))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    out = proc.stdout.split("\n")[:-1]
+    hyps = (run_dir / "test.hyp.txt").read_text().splitlines()
+    assert out == [hyps[0], "", hyps[1], hyps[2]]  # validation/test decode through the same code
+
+
+def test_beam_file_to_file_with_reference_equals_sacrebleu(run_dir, tmp_path):
+    refs = [json.loads(line)["de"] for line in (MULTI30K / "test.jsonl").open()][:60]
+    (tmp_path / "in.en").write_text("\n".join(sources()) + "\n")
+    (tmp_path / "ref.de").write_text("\n".join(refs) + "\n")
+    common = [
+        "--checkpoint",
+        str(run_dir / "checkpoint_best.pt"),
+        "--input",
+        str(tmp_path / "in.en"),
+    ]
+    for extra, cli_extra in [
+        ([], []),
+        (["--lowercase", "--tokenize", "intl"], ["-lc", "-tok", "intl"]),
+    ]:
+        out = tmp_path / "out.de"
+        proc = run(
+            "translate.py",
+            *common,
+            "--output",
+            str(out),
+            "--reference",
+            str(tmp_path / "ref.de"),
+            *extra,
+        )
+        assert proc.returncode == 0, proc.stderr
+        printed = proc.stdout.splitlines()
+        assert printed == sacrebleu_cli(tmp_path / "ref.de", out, *cli_extra)
+        assert printed[0].startswith("BLEU|nrefs:1|case:" + ("lc" if extra else "mixed"))
+        assert len(out.read_text().splitlines()) == 60
+    greedy = run("translate.py", *common, "--beam", "1").stdout.splitlines()
+    assert sum(g != b for g, b in zip(greedy, out.read_text().splitlines())) >= 3
+
+
+def test_nbest_lists_are_ranked_and_start_with_the_best(run_dir):
+    src = sources(6)
+    best = run("translate.py", "--checkpoint", str(run_dir), "--beam", "4", stdin="\n".join(src))
+    proc = run(
+        "translate.py",
+        "--checkpoint",
+        str(run_dir),
+        "--beam",
+        "4",
+        "--nbest",
+        "3",
+        stdin="\n".join(src),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [int(r[0]) for r in rows] == [i for i in range(6) for _ in range(3)]
+    for i in range(6):
+        group = rows[3 * i : 3 * i + 3]
+        scores = [float(r[1]) for r in group]
+        assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
+    assert [rows[3 * i][2] for i in range(6)] == best.stdout.splitlines()
+
+
+def test_empty_long_and_invalid_utf8_lines(run_dir):
+    long_line = " ".join(["a man in a red shirt"] * 40)
+    data = b"A dog runs.\n\n" + long_line.encode() + b"\nbad \xff\xfe bytes\r\n   \nTwo men."
+    proc = run("translate.py", "--checkpoint", str(run_dir), "--beam", "2", stdin=data)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode().split("\n")
+    assert out[-1] == "" and len(out[:-1]) == 6
+    assert out[1] == "" and out[4] == ""
+    # The 30-step toy model may itself translate to "", so tell decoded lines apart by score.
+    nbest = run(
+        "translate.py", "--checkpoint", str(run_dir), "--beam", "2", "--nbest", "2", stdin=data
+    )
+    rows = [line.split("\t") for line in nbest.stdout.decode().splitlines()]
+    assert [int(r[0]) for r in rows] == [0, 0, 1, 2, 2, 3, 3, 4, 5, 5]
+    assert [r[1] == "0.0000" for r in rows] == [False, False, True, False, False] * 2
+    warnings = proc.stderr.decode().strip().splitlines()
+    assert warnings == [
+        "warning: 1 input line(s) were not valid UTF-8; the bad bytes were replaced with U+FFFD",
+        "warning: 1 input line(s) were longer than the model's maximum of 64 tokens and were "
+        "truncated",
+    ]
+
+
+def checkpoint_variants(run_dir, tmp_path):
+    good = (run_dir / "checkpoint_best.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    state = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
+    torch.save({**state, "format_version": 99}, tmp_path / "future.pt")
+    return [
+        (tmp_path / "missing.pt", "does not exist"),
+        (tmp_path / "truncated.pt", "is not a readable checkpoint (truncated or not a torch file"),
+        (tmp_path / "text.pt", "is not a readable checkpoint"),
+        (tmp_path / "foreign.pt", "is not a checkpoint written by this project"),
+        (tmp_path / "future.pt", "has checkpoint format 99, this version reads 1"),
+    ]
+
+
+def test_bad_checkpoints_give_one_line_and_exit_2(run_dir, tmp_path):
+    for path, needle in checkpoint_variants(run_dir, tmp_path):
+        proc = run("translate.py", "--checkpoint", str(path), stdin="hello\n")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and proc.stdout == "", path
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0]
+        assert needle in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--nbest", "3", "--beam", "2"], "--nbest 3 needs --beam of at least 3"),
+        (["--beam", "0"], "--beam must be >= 1"),
+        (["--length-penalty", "-1"], "--length-penalty must be >= 0"),
+        (["--input", "/no/such/file"], "cannot read input /no/such/file"),
+        (["--reference", "REF2"], "--reference has 2 lines but the input has 1"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_2(run_dir, tmp_path, args, needle):
+    (tmp_path / "ref2").write_text("a\nb\n")
+    args = [str(tmp_path / "ref2") if a == "REF2" else a for a in args]
+    out = tmp_path / "out.txt"
+    proc = run(
+        "translate.py", "--checkpoint", str(run_dir), "--output", str(out), *args, stdin="hi\n"
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {needle}")
+    assert not out.exists()  # nothing written on failure
