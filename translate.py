@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-len-a", type=float, help="output length limit a * src_len + b: a")
     p.add_argument("--max-len-b", type=int, help="... and b (default: the checkpoint's decode.*)")
+    p.add_argument("--min-len", type=int, default=0, help="fewest output tokens before EOS")
     p.add_argument("--max-tokens", type=int, default=8192, help="decoder positions per batch")
     p.add_argument("--batch-size", type=int, help="most sentences per batch (default: no limit)")
     p.add_argument(
@@ -101,6 +102,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise NMTError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.nbest is not None and args.nbest > args.beam:
         raise NMTError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
+    if args.min_len < 0:
+        raise NMTError("--min-len must be >= 0")
     if args.length_penalty is not None and args.length_penalty < 0:
         raise NMTError("--length-penalty must be >= 0")
     if args.output and args.input and Path(args.output).resolve() == Path(args.input).resolve():
@@ -165,6 +168,7 @@ def translate(args: argparse.Namespace) -> None:
         alpha=cfg.decode.length_penalty if args.length_penalty is None else args.length_penalty,
         nbest=nbest,
         batch_size=args.batch_size,
+        min_len=args.min_len,
     )
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in lines]
     for i, hyps in zip(todo, found):

@@ -71,13 +71,15 @@ def _length_limits(
     return limits if max_positions is None else limits.clamp(max=max_positions)
 
 
-def _force_eos(lp: torch.Tensor, must_end: torch.Tensor) -> torch.Tensor:
-    """Rows where must_end is set may only emit EOS (their length limit is reached)."""
-    if not bool(must_end.any()):
-        return lp
-    only_eos = torch.full_like(lp[:1], float("-inf"))
-    only_eos[0, EOS_ID] = 0.0
-    return torch.where(must_end[:, None], lp + only_eos, lp)
+def _constrain(lp: torch.Tensor, step: int, min_len: int, must_end: torch.Tensor) -> torch.Tensor:
+    """No EOS before min_len tokens; only EOS, at its own logprob, in rows at their limit."""
+    ending = bool(must_end.any())
+    if ending:
+        forced = torch.full_like(lp, float("-inf"))
+        forced[:, EOS_ID] = lp[:, EOS_ID]
+    if step < min_len:
+        lp[:, EOS_ID] = float("-inf")  # in place: lp is a fresh log_softmax output
+    return torch.where(must_end[:, None], forced, lp) if ending else lp
 
 
 @torch.no_grad()
@@ -89,8 +91,13 @@ def greedy_search(
     max_positions: int | None = None,
     alpha: float = 0.0,
     use_cache: bool = True,
+    min_len: int = 0,
 ) -> list[Hypothesis]:
-    """Argmax decoding of src (B, S); one hypothesis per sentence, in input order."""
+    """Argmax decoding of src (B, S); one hypothesis per sentence, in input order.
+
+    Output length is at most max_len_a * source length + max_len_b tokens, EOS included, and
+    at least min_len tokens before EOS (unless the maximum comes first).
+    """
     dec = StepDecoder(model, src, use_cache)
     limits = _length_limits(src, max_len_a, max_len_b, max_positions)
     sent = torch.arange(src.size(0), device=src.device)  # sentence of each active row
@@ -98,7 +105,7 @@ def greedy_search(
     logprob = torch.zeros(src.size(0), device=src.device)
     out: list[Hypothesis | None] = [None] * src.size(0)
     for step in range(int(limits.max())):
-        lp = _force_eos(dec.log_probs(prefix), step + 1 >= limits[sent])  # (N, V)
+        lp = _constrain(dec.log_probs(prefix), step, min_len, step + 1 >= limits[sent])  # (N, V)
         best, tok = lp.max(dim=-1)
         logprob += best
         prefix = torch.cat([prefix, tok[:, None]], dim=1)
@@ -127,6 +134,7 @@ def beam_search(
     alpha: float = 1.0,
     nbest: int = 1,
     use_cache: bool = True,
+    min_len: int = 0,
 ) -> list[list[Hypothesis]]:
     """Batched beam search of src (B, S); each sentence's nbest hypotheses, best first.
 
@@ -146,8 +154,8 @@ def beam_search(
         active, n = scores.shape
         lp = dec.log_probs(prefix)  # (A * n, V)
         vocab = lp.size(1)
-        lp = _force_eos(lp, (step + 1 >= limits[sent]).repeat_interleave(n))
-        cand = (scores.view(-1, 1) + lp).view(active, n * vocab)
+        lp = _constrain(lp, step, min_len, (step + 1 >= limits[sent]).repeat_interleave(n))
+        cand = lp.add_(scores.view(-1, 1)).view(active, n * vocab)
         top, idx = cand.topk(min(2 * beam, n * vocab), dim=1)  # (A, 2k)
         origin, tok = idx // vocab, idx % vocab  # beam of the candidate, its new token
         is_eos = (tok == EOS_ID) & torch.isfinite(top)
@@ -187,6 +195,7 @@ def decode_corpus(
     nbest: int = 1,
     batch_size: int | None = None,
     use_cache: bool = True,
+    min_len: int = 0,
 ) -> list[list[Hypothesis]]:
     """Decode each source id list (greedy when beam == 1); nbest lists in input order.
 
@@ -214,7 +223,7 @@ def decode_corpus(
             ):
                 if beam == 1:
                     found = greedy_search(
-                        model, src, max_len_a, max_len_b, max_positions, alpha, use_cache
+                        model, src, max_len_a, max_len_b, max_positions, alpha, use_cache, min_len
                     )
                     nbests = [[h] for h in found]
                 else:
@@ -228,6 +237,7 @@ def decode_corpus(
                         alpha,
                         nbest,
                         use_cache,
+                        min_len,
                     )
             for i, hyps in zip(idx, nbests):
                 out[i] = hyps

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.config import Config, DataConfig, ModelConfig, TrainConfig
-from nmt.data import pad
+from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from nmt.data import Split, pad
 from nmt.loss import TranslationLoss, split_target
 from nmt.model import Transformer
+from nmt.search import decode_corpus
 from nmt.trainer import Trainer, resolve_precision
 
 V = 40
@@ -21,9 +22,13 @@ class FakeTok:
     def to_tensor(self):
         return torch.zeros(0, dtype=torch.uint8)
 
+    def decode(self, ids):
+        return [" ".join(f"w{i}" for i in row) for row in ids]
 
-def trainer(tmp_path, name, update_freq=1):
+
+def trainer(tmp_path, name, update_freq=1, beam=1):
     cfg = Config(
+        decode=DecodeConfig(beam=beam, max_len_a=1.0, max_len_b=3),
         data=DataConfig(vocab_size=V),
         model=ModelConfig(
             d_model=16, heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0
@@ -155,3 +160,18 @@ def test_bf16_autocast_step_on_cpu_tracks_fp32(tmp_path):
         losses[precision] = stats["loss"] / stats["tokens"]
         assert all(torch.isfinite(p.grad).all() for p in t.model.parameters())
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_validation_decodes_with_the_configured_search(tmp_path, beam):
+    t = trainer(tmp_path, f"beam{beam}", beam=beam)
+    src = [[5 + i % 30, 6 + i % 7, 7, 3] for i in range(12)]
+    split = Split("valid", ["s"] * 12, ["w5 w6"] * 12, src, [[2, 5, 6, 3]] * 12)
+    metrics, hyps = t.evaluate(split)
+    found = decode_corpus(t.model, src, torch.device("cpu"), max_len_a=1.0, max_len_b=3, beam=beam)
+    assert hyps == FakeTok().decode([n[0].tokens for n in found])
+    other = decode_corpus(
+        t.model, src, torch.device("cpu"), max_len_a=1.0, max_len_b=3, beam=4 - beam
+    )
+    assert [n[0].tokens for n in found] != [n[0].tokens for n in other]  # the beam matters here
+    assert set(metrics) >= {"bleu", "chrf", "nll_loss"}

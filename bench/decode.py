@@ -1,0 +1,196 @@
+"""Decoding speed on the Multi30k test set, side by side in one run (a benchmark, not a test).
+
+    python bench/decode.py --checkpoint runs/multi30k_tiny-ls0.1 [--rounds 3] [--limit N]
+
+Variants, on identical length-sorted batches of the test sources, greedy and beam 5:
+  ours      nmt.search with the KV cache (what translate.py runs)
+  no-cache  the same search re-running the decoder over the whole prefix at every step
+  generate  Hugging Face transformers MarianMTModel.generate() on a model of the same sizes
+            (random weights, built from a MarianConfig; needs `pip install -e ".[bench]"`)
+Part 1 decodes at the checkpoint's natural output lengths (ours vs no-cache, which must give
+identical translations). Part 2 fixes every output at --fixed-len decoder steps for all three
+(min_new_tokens = max_new_tokens for generate, min_len/max_len for ours), so a random-weight
+generate() does the same amount of work. Throughput is target tokens (EOS included) and
+sentences per second, best of --rounds; the rounds interleave the variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nmt.checkpoint import load_for_inference
+from nmt.data import make_batches, pad
+from nmt.search import beam_search, greedy_search
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="run directory or .pt file")
+    p.add_argument(
+        "--dataset", default=str(ROOT / "data" / "multi30k"), help="folder with test.jsonl"
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--fixed-len", type=int, default=24, help="decoder steps per sentence, part 2")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--limit", type=int, help="use only the first N test sentences")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--skip-generate", action="store_true", help="no transformers comparison")
+    return p.parse_args()
+
+
+def marian_like(cfg, vocab: int):
+    """A transformers MarianMTModel with our model's sizes and special ids (random weights)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    m = cfg.model
+    config = MarianConfig(
+        vocab_size=vocab,
+        d_model=m.d_model,
+        encoder_layers=m.encoder_layers,
+        decoder_layers=m.decoder_layers,
+        encoder_attention_heads=m.heads,
+        decoder_attention_heads=m.heads,
+        encoder_ffn_dim=m.ffn_dim,
+        decoder_ffn_dim=m.ffn_dim,
+        activation_function=m.activation,
+        max_position_embeddings=m.max_positions,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        pad_token_id=PAD_ID,
+        eos_token_id=EOS_ID,
+        decoder_start_token_id=BOS_ID,
+        forced_eos_token_id=None,
+    )
+    torch.manual_seed(0)
+    return MarianMTModel(config).eval()
+
+
+def timed(fn: Callable[[], int], sentences: int) -> dict[str, float]:
+    """Run fn (returns target tokens produced); seconds, tokens/s and sentences/s."""
+    start = time.perf_counter()
+    tokens = fn()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tok_s": tokens / seconds, "sent_s": sentences / seconds}
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    model, tok, cfg, _ = load_for_inference(args.checkpoint, "cpu")
+    rows = [json.loads(line) for line in open(Path(args.dataset) / "test.jsonl", encoding="utf-8")]
+    sources = [
+        r["translation"][cfg.data.src] if "translation" in r else r[cfg.data.src] for r in rows
+    ]
+    sources = sources[: args.limit]
+    limit = min(cfg.data.max_len, cfg.model.max_positions)
+    src_ids = [ids[: limit - 1] + [EOS_ID] for ids in tok.encode(sources)]
+    lens = np.array([len(s) for s in src_ids])
+    batches = [
+        pad([src_ids[i] for i in b])
+        for b in make_batches(lens, lens, 10**9, shuffle=False, max_sentences=args.batch_size)
+    ]
+    n = len(src_ids)
+    a, b, L = cfg.decode.max_len_a, cfg.decode.max_len_b, args.fixed_len
+    hf = None if args.skip_generate else marian_like(cfg, len(tok))
+
+    def ours(beam: int, cache: bool, fixed: bool) -> Callable[[], int]:
+        def run() -> int:
+            total, outputs = 0, []
+            for src in batches:
+                la, lb, mn = (0.0, L, L - 1) if fixed else (a, b, 0)
+                if beam == 1:
+                    hyps = greedy_search(
+                        model, src, la, lb, cfg.model.max_positions, 1.0, cache, mn
+                    )
+                else:
+                    hyps = [
+                        h[0]
+                        for h in beam_search(
+                            model, src, beam, la, lb, cfg.model.max_positions, 1.0, 1, cache, mn
+                        )
+                    ]
+                outputs += [h.tokens for h in hyps]
+                total += sum(len(h.tokens) + 1 for h in hyps)
+            results[(beam, cache, fixed)] = outputs
+            return total
+
+        return run
+
+    def generate(beam: int) -> Callable[[], int]:
+        def run() -> int:
+            total = 0
+            with torch.no_grad():
+                for src in batches:
+                    out = hf.generate(
+                        input_ids=src,
+                        attention_mask=src != PAD_ID,
+                        num_beams=beam,
+                        do_sample=False,
+                        min_new_tokens=L,
+                        max_new_tokens=L,
+                        use_cache=True,
+                    )
+                    total += (out.size(1) - 1) * out.size(0)  # new tokens after the start token
+            return total
+
+        return run
+
+    results: dict = {}
+    variants: dict[str, Callable[[], int]] = {}
+    for beam in (1, args.beam):
+        name = "greedy" if beam == 1 else f"beam{beam}"
+        variants[f"{name} natural ours"] = ours(beam, True, False)
+        variants[f"{name} natural no-cache"] = ours(beam, False, False)
+        variants[f"{name} fixed ours"] = ours(beam, True, True)
+        variants[f"{name} fixed no-cache"] = ours(beam, False, True)
+        if hf is not None:
+            variants[f"{name} fixed generate"] = generate(beam)
+    best: dict[str, dict[str, float]] = {}
+    for r in range(args.rounds):
+        for name, fn in variants.items():
+            t = timed(fn, n)
+            if name not in best or t["seconds"] < best[name]["seconds"]:
+                best[name] = t
+            print(f"round {r + 1}: {name:28s} {t['seconds']:7.2f} s", flush=True)
+    for beam in (1, args.beam):
+        same = results[(beam, True, False)] == results[(beam, False, False)]
+        print(f"beam {beam}: cached and no-cache translations identical: {'yes' if same else 'NO'}")
+
+    print(
+        f"\n{n} sentences, batches of {args.batch_size}, {args.threads} threads, fp32, "
+        f"torch {torch.__version__}; natural lengths use a={a}, b={b}; fixed = {L} steps"
+    )
+    print(f"{'variant':30s} {'seconds':>8s} {'tok/s':>9s} {'sent/s':>8s}")
+    for name, t in best.items():
+        print(f"{name:30s} {t['seconds']:8.2f} {t['tok_s']:9.0f} {t['sent_s']:8.1f}")
+    summary = []
+    for beam in (1, args.beam):
+        name = "greedy" if beam == 1 else f"beam{beam}"
+        for mode in ("natural", "fixed"):
+            ratio = best[f"{name} {mode} ours"]["tok_s"] / best[f"{name} {mode} no-cache"]["tok_s"]
+            print(f"{name} {mode}: ours / no-cache = {ratio:.2f}x")
+            summary.append(f"{name}_{mode}_vs_nocache={ratio:.2f}")
+        if hf is not None:
+            ratio = best[f"{name} fixed ours"]["tok_s"] / best[f"{name} fixed generate"]["tok_s"]
+            print(f"{name} fixed: ours / generate = {ratio:.2f}x")
+            summary.append(f"{name}_vs_generate={ratio:.2f}")
+    print("decode: " + " ".join(summary))
+
+
+if __name__ == "__main__":
+    main()
