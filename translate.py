@@ -44,8 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="GNMT length penalty: hypotheses rank by logprob / ((5 + length) / 6) ** ALPHA; "
         "0 = raw logprob (default: the checkpoint's decode.length_penalty, 1.0)",
     )
-    p.add_argument("--max-len-a", type=float, help="output length limit a * src_len + b: a")
-    p.add_argument("--max-len-b", type=int, help="... and b (default: the checkpoint's decode.*)")
+    p.add_argument(
+        "--max-len-a",
+        type=float,
+        metavar="A",
+        help="at most A * source tokens + B output tokens, EOS included "
+        "(default: the checkpoint's decode.max_len_a)",
+    )
+    p.add_argument("--max-len-b", type=int, metavar="B", help="(default: decode.max_len_b)")
     p.add_argument("--min-len", type=int, default=0, help="fewest output tokens before EOS")
     p.add_argument("--max-tokens", type=int, default=8192, help="decoder positions per batch")
     p.add_argument("--batch-size", type=int, help="most sentences per batch (default: no limit)")

@@ -82,7 +82,7 @@ def _constrain(lp: torch.Tensor, step: int, min_len: int, must_end: torch.Tensor
     return torch.where(must_end[:, None], forced, lp) if ending else lp
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_search(
     model,
     src: torch.Tensor,
@@ -123,7 +123,7 @@ def greedy_search(
     return out  # type: ignore[return-value]  # every sentence ends by its limit
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(
     model,
     src: torch.Tensor,

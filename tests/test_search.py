@@ -184,24 +184,10 @@ def test_decode_corpus_keeps_input_order_across_batches(trained, beam):
 @pytest.mark.parametrize("beam", [1, 3])
 def test_min_len_with_equal_max_fixes_every_length(trained, beam):
     src = sources(20)
-    found = decode_corpus(
-        trained,
-        [row[row != 0].tolist() for row in src],
-        torch.device("cpu"),
-        max_len_a=0.0,
-        max_len_b=12,
-        beam=beam,
-        min_len=11,
-    )
+    src_ids, cpu = [row[row != 0].tolist() for row in src], torch.device("cpu")
+    found = decode_corpus(trained, src_ids, cpu, max_len_a=0, max_len_b=12, beam=beam, min_len=11)
     assert [len(n[0].tokens) for n in found] == [11] * 20
-    free = decode_corpus(
-        trained,
-        [row[row != 0].tolist() for row in src],
-        torch.device("cpu"),
-        max_len_a=0.0,
-        max_len_b=12,
-        beam=beam,
-    )
+    free = decode_corpus(trained, src_ids, cpu, max_len_a=0, max_len_b=12, beam=beam)
     assert max(len(n[0].tokens) for n in free) < 11  # the trained model stops early by itself
     for row, n in list(zip(src, found))[:5]:  # the forced EOS is scored at its model logprob
         tf = teacher_forced_logprob(trained, row, n[0].tokens)
