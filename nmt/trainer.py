@@ -269,7 +269,8 @@ class Trainer:
         )
         ids = [hyps[0].tokens for hyps in nbests]
         hyps = self.tok.decode(ids)
-        metrics.update(corpus_scores(hyps, split.tgt_text))
+        scores = corpus_scores(hyps, split.tgt_text)
+        metrics.update({k: v for k, v in scores.items() if not k.endswith("_text")})
         return metrics, hyps
 
     def validate(self) -> bool:

@@ -25,3 +25,15 @@ def test_perfect_and_length_mismatch():
     assert corpus_scores(REFS, REFS)["bleu"] == pytest.approx(100.0)
     with pytest.raises(ValueError):
         corpus_scores(HYPS[:2], REFS)
+
+
+def test_lowercase_and_tokenize_change_bleu_only_like_the_sacrebleu_cli():
+    upper = [h.upper() for h in HYPS]
+    scores = corpus_scores(upper, REFS, lowercase=True, tokenize="intl")
+    assert scores["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu(upper, [REFS], lowercase=True, tokenize="intl").score
+    )
+    assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(upper, [REFS]).score)
+    assert scores["bleu_text"].startswith("BLEU|nrefs:1|case:lc|eff:no|tok:intl|smooth:exp|")
+    assert scores["bleu_text"].split(" = ")[1].startswith(f"{scores['bleu']:.2f} ")
+    assert scores["chrf_text"].endswith(f" = {scores['chrf']:.2f}")
