@@ -16,8 +16,9 @@ from pathlib import Path
 from sacrebleu.metrics import BLEU
 
 from nmt.checkpoint import load_for_inference
+from nmt.data import truncate
 from nmt.errors import NMTError
-from nmt.metrics import corpus_scores
+from nmt.metrics import score_lines
 from nmt.search import decode_corpus
 from nmt.tokenizer import EOS_ID
 from nmt.trainer import AMP_DTYPES, resolve_device, resolve_precision
@@ -126,7 +127,7 @@ def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
             cut,
             limit,
         )
-    return [x[: limit - 1] + [EOS_ID] for x in ids]
+    return [truncate(x + [EOS_ID], limit) for x in ids]
 
 
 def write_output(path: str | None, text: str) -> None:
@@ -185,9 +186,8 @@ def translate(args: argparse.Namespace) -> None:
         text = "".join(f"{i}\t{s:.4f}\t{h}\n" for i, r in enumerate(results) for h, s in r)
     write_output(args.output, text)
     if refs is not None:
-        scores = corpus_scores([r[0][0] for r in results], refs, args.lowercase, args.tokenize)
-        report = sys.stdout if args.output else sys.stderr
-        print(scores["bleu_text"], scores["chrf_text"], sep="\n", file=report)
+        lines_out = score_lines([r[0][0] for r in results], refs, args.lowercase, args.tokenize)
+        print(*lines_out, sep="\n", file=sys.stdout if args.output else sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

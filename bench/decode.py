@@ -18,7 +18,7 @@ rounds interleave the variants.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from nmt.checkpoint import load_for_inference
-from nmt.data import make_batches, pad
+from nmt.data import encode_split, load_dataset_dict, make_batches, pad, read_split
 from nmt.search import beam_search, greedy_search
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -98,13 +98,10 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     model, tok, cfg, _ = load_for_inference(args.checkpoint, "cpu")
-    rows = [json.loads(line) for line in open(Path(args.dataset) / "test.jsonl", encoding="utf-8")]
-    sources = [
-        r["translation"][cfg.data.src] if "translation" in r else r[cfg.data.src] for r in rows
-    ]
-    sources = sources[: args.limit]
-    limit = min(cfg.data.max_len, cfg.model.max_positions)
-    src_ids = [ids[: limit - 1] + [EOS_ID] for ids in tok.encode(sources)]
+    data_cfg = dataclasses.replace(cfg.data, dataset=args.dataset)
+    sources, targets = read_split(load_dataset_dict(data_cfg), data_cfg.test_split, data_cfg)
+    sources, targets = sources[: args.limit], targets[: args.limit]
+    src_ids = encode_split("test", sources, targets, tok, data_cfg.max_len, drop_long=False).src_ids
     lens = np.array([len(s) for s in src_ids])
     batches = [
         pad([src_ids[i] for i in b])
@@ -113,7 +110,8 @@ def main() -> None:
     n = len(src_ids)
     a, b, L = cfg.decode.max_len_a, cfg.decode.max_len_b, args.fixed_len
     # transformers' default attention (sdpa) and its eager one: the faster is the reference.
-    hf = {} if args.skip_generate else {a: marian_like(cfg, len(tok), a) for a in ("sdpa", "eager")}
+    attns = () if args.skip_generate else ("sdpa", "eager")
+    hf = {attn: marian_like(cfg, len(tok), attn) for attn in attns}
 
     def ours(beam: int, cache: bool, fixed: bool) -> Callable[[], int]:
         def run() -> int:

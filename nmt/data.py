@@ -171,6 +171,11 @@ def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str
     return [srcs[i].strip() for i in keep], [tgts[i].strip() for i in keep]
 
 
+def truncate(ids: list[int], max_len: int) -> list[int]:
+    """Ids ending in EOS, cut to at most max_len tokens with the EOS kept."""
+    return ids if len(ids) <= max_len else ids[: max_len - 1] + [EOS_ID]
+
+
 def encode_split(
     name: str,
     src_text: list[str],
@@ -196,8 +201,8 @@ def encode_split(
         return Split(name, pick(src_text), pick(tgt_text), pick(src_ids), pick(tgt_ids))
     if long:
         log.warning("%s: truncated %d pairs longer than %d tokens", name, len(long), max_len)
-        src_ids = [s if len(s) <= max_len else s[: max_len - 1] + [EOS_ID] for s in src_ids]
-        tgt_ids = [t if len(t) <= max_len else t[: max_len - 1] + [EOS_ID] for t in tgt_ids]
+        src_ids = [truncate(s, max_len) for s in src_ids]
+        tgt_ids = [truncate(t, max_len) for t in tgt_ids]
     return Split(name, src_text, tgt_text, src_ids, tgt_ids)
 
 

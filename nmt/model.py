@@ -58,6 +58,10 @@ class Attention(nn.Module):
         b, h, t, dh = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(b, t, h * dh))
 
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Self-attention queries, keys and values of x in one matmul, split into heads."""
+        return tuple(self._split(t) for t in self.in_proj(x).split(x.size(-1), dim=-1))
+
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         d = x.size(-1)
         return F.linear(x, self.in_proj.weight[:d], self.in_proj.bias[:d])
@@ -78,7 +82,7 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """Self-attention when memory is None, else cross-attention over memory."""
         if memory is None:
-            q, k, v = (self._split(t) for t in self.in_proj(x).split(x.size(-1), dim=-1))
+            q, k, v = self._qkv(x)
         else:
             q, (k, v) = self._split(self._query(x)), self.memory_kv(memory)
         return self._attend(q, k, v, mask, causal)
@@ -90,7 +94,7 @@ class Attention(nn.Module):
 
         Returns the output and the keys/values extended by this position (N, H, t + 1, Dh).
         """
-        q, k, v = (self._split(t) for t in self.in_proj(x).split(x.size(-1), dim=-1))
+        q, k, v = self._qkv(x)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         return self._merge(_few_query_attention(q, k, v)), (k, v)

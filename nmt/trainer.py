@@ -269,8 +269,7 @@ class Trainer:
         )
         ids = [hyps[0].tokens for hyps in nbests]
         hyps = self.tok.decode(ids)
-        scores = corpus_scores(hyps, split.tgt_text)
-        metrics.update({k: v for k, v in scores.items() if not k.endswith("_text")})
+        metrics.update(corpus_scores(hyps, split.tgt_text))
         return metrics, hyps
 
     def validate(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sacrebleu
 
-from nmt.metrics import corpus_scores
+from nmt.metrics import corpus_scores, score_lines
 
 HYPS = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest."]
 REFS = ["Ein Mann fährt ein Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch."]
@@ -34,6 +34,7 @@ def test_lowercase_and_tokenize_change_bleu_only_like_the_sacrebleu_cli():
         sacrebleu.corpus_bleu(upper, [REFS], lowercase=True, tokenize="intl").score
     )
     assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(upper, [REFS]).score)
-    assert scores["bleu_text"].startswith("BLEU|nrefs:1|case:lc|eff:no|tok:intl|smooth:exp|")
-    assert scores["bleu_text"].split(" = ")[1].startswith(f"{scores['bleu']:.2f} ")
-    assert scores["chrf_text"].endswith(f" = {scores['chrf']:.2f}")
+    bleu_text, chrf_text = score_lines(upper, REFS, lowercase=True, tokenize="intl")
+    assert bleu_text.startswith("BLEU|nrefs:1|case:lc|eff:no|tok:intl|smooth:exp|")
+    assert bleu_text.split(" = ")[1].startswith(f"{scores['bleu']:.2f} ")
+    assert chrf_text.endswith(f" = {scores['chrf']:.2f}")
