@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, schedule, validation and where the run is written."""
 
-    smoothing: float = 0.1
+    smoothing: float = 0.1  # eps; the confidence penalty's beta with that smoothing_type
+    smoothing_type: str = "uniform"  # uniform (eps/K everywhere), fairseq, confidence-penalty
     lr: float = 5e-3
     warmup_steps: int = 2000
     betas: tuple[float, float] = (0.9, 0.98)
@@ -122,6 +124,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.smoothing_type": ("uniform", "fairseq", "confidence-penalty"),
     "model.activation": ("relu", "gelu"),
     "data.spm_model_type": ("unigram", "bpe", "char", "word"),
 }
@@ -237,7 +240,13 @@ def validate(cfg: Config) -> Config:
             raise NMTError(f"'{key}' must be one of {', '.join(allowed)}, got {flat[key]!r}")
     d, m, t = cfg.data, cfg.model, cfg.train
     checks = [
-        (0.0 <= t.smoothing < 1.0, "train.smoothing", "must be in [0, 1)"),
+        (
+            0.0 <= t.smoothing < (math.inf if t.smoothing_type == "confidence-penalty" else 1.0),
+            "train.smoothing",
+            "must be >= 0 (the confidence penalty's beta)"
+            if t.smoothing_type == "confidence-penalty"
+            else "must be in [0, 1)",
+        ),
         (d.vocab_size >= 8, "data.vocab_size", "must be at least 8"),
         (d.max_len >= 3, "data.max_len", "must be at least 3 (BOS, a token, EOS)"),
         (d.max_len <= m.max_positions, "data.max_len", "must not exceed model.max_positions"),
@@ -305,6 +314,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 # Short spellings of the common flags; every field is also reachable as --section.key.
 SHORT_FLAGS: dict[str, tuple[str, str]] = {
     "--smoothing": ("train.smoothing", "label smoothing eps in [0, 1)"),
+    "--smoothing-type": (
+        "train.smoothing_type",
+        "uniform (eps/K to every entry, the default), fairseq (eps/(K-1) to non-gold entries) "
+        "or confidence-penalty (NLL - eps * entropy)",
+    ),
     "--dataset": (
         "data.dataset",
         "Hugging Face Hub id or local folder (train/validation/test files)",

@@ -14,33 +14,66 @@ def split_target(target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return target_ids[:, :-1], target_ids[:, 1:]
 
 
-def check_smoothing(eps: float) -> float:
-    """Return eps if it is in [0, 1), else raise NMTError."""
-    if not 0.0 <= eps < 1.0:
+SMOOTHING_TYPES = ("uniform", "fairseq", "confidence-penalty")
+
+
+def check_smoothing(eps: float, kind: str = "uniform") -> float:
+    """Return eps if it is a valid strength for this smoothing type, else raise NMTError.
+
+    uniform and fairseq need eps in [0, 1); for confidence-penalty eps is the entropy weight
+    beta, any finite value >= 0.
+    """
+    if kind not in SMOOTHING_TYPES:
+        raise NMTError(
+            f"unknown smoothing type {kind!r}; choose one of {', '.join(SMOOTHING_TYPES)}"
+        )
+    if kind == "confidence-penalty":
+        if not 0.0 <= eps < float("inf"):
+            raise NMTError(f"the confidence penalty beta (--smoothing) must be >= 0, got {eps}")
+    elif not 0.0 <= eps < 1.0:
         raise NMTError(f"label smoothing must be in [0, 1), got {eps}; e.g. --smoothing 0.1")
     return float(eps)
 
 
 def label_smoothed_nll(
-    logits: torch.Tensor, labels: torch.Tensor, eps: float, pad_id: int
+    logits: torch.Tensor, labels: torch.Tensor, eps: float, pad_id: int, kind: str = "uniform"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token smoothed loss, NLL and pad mask for logits (N, V) and labels (N,).
 
-    Target distribution (1 - eps) * one_hot + eps / K over all K entries, so the loss is
-    (1 - eps) * nll + eps * mean_k(-log p_k); no (N, K) target tensor is built. Pad rows are 0.
+    kind picks the training loss; none of them builds an (N, K) target tensor:
+      uniform             target (1 - eps) * one_hot + eps / K over all K entries:
+                          (1 - eps) * nll + eps * mean_k(-log p_k)  (= F.cross_entropy's)
+      fairseq             gold gets 1 - eps, every other entry eps / (K - 1):
+                          (1 - eps) * nll + eps / (K - 1) * (sum_k(-log p_k) - nll)
+      confidence-penalty  nll - eps * H(p), H the entropy of the prediction (Pereyra et al.,
+                          2017); eps plays their beta
+    Pad rows are 0.
     """
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     mask = labels != pad_id  # (N,)
     safe = labels.masked_fill(~mask, 0)
     nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
-    smooth = -lprobs.mean(dim=-1)  # (N,)
-    loss = (1.0 - eps) * nll + eps * smooth
+    if eps == 0.0:
+        loss = nll
+    elif kind == "uniform":
+        loss = (1.0 - eps) * nll - eps * lprobs.mean(dim=-1)
+    elif kind == "fairseq":
+        vocab = lprobs.size(-1)
+        loss = (1.0 - eps) * nll + eps / (vocab - 1) * (-lprobs.sum(dim=-1) - nll)
+    elif kind == "confidence-penalty":
+        entropy = -(lprobs.exp() * lprobs).sum(dim=-1)  # (N,)
+        loss = nll - eps * entropy
+    else:
+        raise NMTError(f"unknown smoothing type {kind!r}")
     zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
     return torch.where(mask, loss, zero), torch.where(mask, nll, zero), mask
 
 
 class TranslationLoss(nn.Module):
     """Label-smoothed cross-entropy over shifted targets, with NLL, accuracy and token count.
+
+    smoothing_type names the convention (see label_smoothed_nll); the default "uniform" is
+    F.cross_entropy(label_smoothing=smoothing).
 
     forward(logits (B, T-1, V), target_ids (B, T)) -> dict with `loss` (smoothed), `nll_loss`,
     `accuracy`, `num_tokens` (non-pad labels) and `num_correct`. With reduction="mean" loss and
@@ -49,13 +82,19 @@ class TranslationLoss(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, pad_id: int = 0, smoothing: float = 0.1, reduction: str = "mean"
+        self,
+        vocab_size: int,
+        pad_id: int = 0,
+        smoothing: float = 0.1,
+        reduction: str = "mean",
+        smoothing_type: str = "uniform",
     ):
         super().__init__()
         if reduction not in ("mean", "sum"):
             raise NMTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.vocab_size, self.pad_id = vocab_size, pad_id
-        self.smoothing, self.reduction = check_smoothing(smoothing), reduction
+        self.smoothing = check_smoothing(smoothing, smoothing_type)
+        self.smoothing_type, self.reduction = smoothing_type, reduction
 
     def forward(self, logits: torch.Tensor, target_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         _, labels = split_target(target_ids)  # (B, T-1)
@@ -66,7 +105,9 @@ class TranslationLoss(nn.Module):
             )
         flat_logits = logits.reshape(-1, self.vocab_size)  # (N, V)
         flat_labels = labels.reshape(-1)  # (N,)
-        loss, nll, mask = label_smoothed_nll(flat_logits, flat_labels, self.smoothing, self.pad_id)
+        loss, nll, mask = label_smoothed_nll(
+            flat_logits, flat_labels, self.smoothing, self.pad_id, self.smoothing_type
+        )
         num_tokens = mask.sum()
         with torch.no_grad():
             num_correct = ((flat_logits.argmax(-1) == flat_labels) & mask).sum()

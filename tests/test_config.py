@@ -103,6 +103,11 @@ def test_short_flags_reach_their_fields():
     assert (cfg.train.device, cfg.train.precision, cfg.train.run_dir) == ("cpu", "fp32", "x")
 
 
+def test_confidence_penalty_beta_may_exceed_one():
+    cfg, _ = parse_args(["--smoothing-type", "confidence-penalty", "--smoothing", "2.5"])
+    assert (cfg.train.smoothing_type, cfg.train.smoothing) == ("confidence-penalty", 2.5)
+
+
 def test_dict_round_trip():
     cfg, _ = parse_args(["--smoothing", "0.3", "--model.d_model", "64", "--model.heads", "2"])
     assert Config.from_dict(cfg.to_dict()) == cfg
@@ -118,6 +123,12 @@ def test_dict_round_trip():
         (["--model.tie_output", "maybe"], "'model.tie_output' expects true or false"),
         (["--smoothing", "1.0"], "'train.smoothing' must be in [0, 1)"),
         (["--smoothing", "-0.1"], "'train.smoothing' must be in [0, 1)"),
+        (["--smoothing", "1.0", "--smoothing-type", "fairseq"], "must be in [0, 1)"),
+        (
+            ["--smoothing", "-1", "--smoothing-type", "confidence-penalty"],
+            "'train.smoothing' must be >= 0 (the confidence penalty's beta)",
+        ),
+        (["--train.smoothing_type", "gauss"], "'train.smoothing_type' must be one of uniform"),
         (["--model.d_model", "100", "--model.heads", "3"], "'model.d_model' must be divisible"),
         (["--train.lr"], "'--train.lr' needs a value"),
         (["stray"], "unknown argument 'stray'"),

@@ -176,3 +176,63 @@ def test_pure_function_zeroes_pad_rows():
     loss, nll, mask = label_smoothed_nll(logits, labels, 0.1, PAD)
     assert mask.tolist() == [True, False, True, False]
     assert loss[1] == 0 and nll[3] == 0 and loss[0] > 0
+
+
+def explicit_loss(logits, target, eps, kind):
+    """Reference: build the full target distribution (or the entropy) in float64 and sum."""
+    vocab = logits.size(-1)
+    labels = target[:, 1:].reshape(-1)
+    mask = labels != PAD
+    lp = torch.log_softmax(logits.reshape(-1, vocab).double(), dim=-1)[mask]
+    gold = labels[mask]
+    if kind == "fairseq":
+        q = torch.full_like(lp, eps / (vocab - 1))
+        q[torch.arange(len(gold)), gold] = 1 - eps
+        per_token = -(q * lp).sum(-1)
+    else:  # confidence-penalty
+        entropy = -(lp.exp() * lp).sum(-1)
+        per_token = -lp[torch.arange(len(gold)), gold] - eps * entropy
+    return per_token.mean()
+
+
+@pytest.mark.parametrize("kind", ["fairseq", "confidence-penalty"])
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3, 0.9])
+@pytest.mark.parametrize("shape", [(1, 2, 5), (3, 7, 11), (4, 30, 1000)])
+def test_smoothing_variants_match_a_direct_computation(kind, eps, shape):
+    logits, target = random_batch(hash((kind, shape)) % 1000, *shape)
+    out = TranslationLoss(shape[2], pad_id=PAD, smoothing=eps, smoothing_type=kind)(logits, target)
+    ref = explicit_loss(logits, target, eps, kind)
+    assert out["loss"].item() == pytest.approx(ref.item(), abs=1e-5)
+    ref_nll = explicit_loss(logits, target, 0.0, "confidence-penalty")
+    assert out["nll_loss"].item() == pytest.approx(ref_nll.item(), abs=1e-5)
+
+
+def test_fairseq_gold_target_by_hand():
+    # K = 10, eps = 0.1: gold 0.9 and 0.1 / 9 elsewhere (the uniform convention gives 0.91).
+    logits = torch.zeros(1, 1, 10, requires_grad=True)
+    loss = TranslationLoss(10, pad_id=PAD, smoothing=0.1, smoothing_type="fairseq")
+    loss(logits, torch.tensor([[2, 7]]))["loss"].backward()
+    target = 0.1 - logits.grad[0, 0]
+    assert target[7].item() == pytest.approx(0.9, abs=1e-6)
+    assert target[0].item() == pytest.approx(0.1 / 9, abs=1e-6)
+
+
+def test_confidence_penalty_rewards_entropy():
+    # Same gold probability, flatter rest: equal NLL, lower confidence-penalty loss.
+    peaked = torch.tensor([[[0.6, 0.38, 0.01, 0.01]]]).log()
+    flat = torch.tensor([[[0.6, 0.14, 0.13, 0.13]]]).log()
+    target = torch.tensor([[2, 0]])
+    loss = TranslationLoss(4, pad_id=-100, smoothing=0.5, smoothing_type="confidence-penalty")
+    a, b = loss(peaked, target), loss(flat, target)
+    assert a["nll_loss"].item() == pytest.approx(b["nll_loss"].item(), abs=1e-5)
+    assert b["loss"] < a["loss"]
+
+
+def test_smoothing_type_checks():
+    with pytest.raises(NMTError, match="unknown smoothing type 'gauss'"):
+        TranslationLoss(10, smoothing=0.1, smoothing_type="gauss")
+    with pytest.raises(NMTError, match=r"\[0, 1\)"):
+        TranslationLoss(10, smoothing=1.0, smoothing_type="fairseq")
+    assert TranslationLoss(10, smoothing=2.5, smoothing_type="confidence-penalty").smoothing == 2.5
+    with pytest.raises(NMTError, match="beta"):
+        TranslationLoss(10, smoothing=-0.5, smoothing_type="confidence-penalty")
