@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shlex
 import sys
 
 import numpy as np
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         tok.save(run_dir / "spm.model")
         model = Transformer(cfg.model, len(tok))
-        results = Trainer(cfg, model, tok, splits, run_dir).fit()
+        command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
+        results = Trainer(cfg, model, tok, splits, run_dir, command).fit()
     except NMTError as exc:
         logging.getLogger("train").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)

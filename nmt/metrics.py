@@ -1,9 +1,13 @@
-"""sacreBLEU BLEU and chrF on detokenized text, with their signatures."""
+"""sacreBLEU BLEU and chrF (with signatures), and calibration under teacher forcing (ECE)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+import torch
+import torch.nn.functional as F
 from sacrebleu.metrics import BLEU, CHRF
 
 
@@ -41,3 +45,92 @@ def score_lines(
         score.format(width=2, signature=str(metric.get_signature()))
         for metric, score in _corpus(hyps, refs, lowercase, tokenize)
     ]
+
+
+# ---- calibration under teacher forcing --------------------------------------------------------
+ECE_BINS = 15
+
+
+def optimal_logit_gap(eps: float, vocab: int, kind: str = "uniform") -> float | None:
+    """Gold-minus-other logit gap at the minimum of the smoothed loss (inf for eps = 0).
+
+    The smoothed loss is minimised by p = q, the smoothed target, whose non-gold entries are all
+    equal, so the gap is log(q_gold / q_other): log((1 - eps + eps/K) / (eps/K)) for uniform
+    smoothing, log((1 - eps) / (eps/(K - 1))) for fairseq's. The confidence penalty has no
+    closed form (None).
+    """
+    if kind == "confidence-penalty":
+        return None
+    if eps == 0.0:
+        return math.inf
+    if kind == "uniform":
+        return math.log((1.0 - eps + eps / vocab) / (eps / vocab))
+    if kind == "fairseq":
+        return math.log((1.0 - eps) / (eps / (vocab - 1)))
+    raise ValueError(f"unknown smoothing type {kind!r}")
+
+
+@dataclass
+class Calibration:
+    """Running reliability statistics over predicted tokens; summary() gives ECE and the bins.
+
+    Confidence is the largest predicted probability, a prediction is correct when its argmax is
+    the reference token; bin m of M holds confidences in ((m - 1) / M, m / M] (Guo et al., 2017).
+    """
+
+    bins: int = ECE_BINS
+    count: torch.Tensor = field(init=False)  # (M,) predictions per bin
+    confidence: torch.Tensor = field(init=False)  # (M,) sum of confidences per bin
+    correct: torch.Tensor = field(init=False)  # (M,) correct predictions per bin
+    entropy: float = 0.0  # sum over predictions, nats
+    gap: float = 0.0  # sum of gold logit minus the mean of the other logits
+    tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self.count, self.confidence, self.correct = (
+            torch.zeros(self.bins, dtype=torch.float64) for _ in range(3)
+        )
+
+    def add_predictions(self, confidence: torch.Tensor, correct: torch.Tensor) -> None:
+        """Add predictions given by their confidence in [0, 1] and correctness (both (N,))."""
+        confidence = confidence.detach().double().cpu()
+        idx = (confidence * self.bins).ceil().long().sub(1).clamp(0, self.bins - 1)
+        self.count += torch.bincount(idx, minlength=self.bins).double()
+        self.confidence += torch.bincount(idx, confidence, minlength=self.bins)
+        self.correct += torch.bincount(idx, correct.detach().double().cpu(), minlength=self.bins)
+        self.tokens += confidence.numel()
+
+    @torch.no_grad()
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, pad_id: int) -> None:
+        """Add the non-pad positions of logits (..., V) against their labels (...)."""
+        mask = labels != pad_id
+        logits, labels = logits[mask].float(), labels[mask]  # (N, V), (N,)
+        lprobs = F.log_softmax(logits, dim=-1)
+        conf, pred = lprobs.max(dim=-1)
+        self.add_predictions(conf.exp(), pred == labels)
+        self.entropy += float(-(lprobs.exp() * lprobs).sum(-1).double().sum())
+        gold = logits.gather(-1, labels[:, None]).squeeze(-1)
+        others = (logits.sum(-1) - gold) / (logits.size(-1) - 1)
+        self.gap += float((gold - others).double().sum())
+
+    def summary(self) -> dict:
+        """ECE, mean confidence, accuracy, entropy, logit gap and the reliability bins."""
+        n = max(self.tokens, 1)
+        bins = [
+            {
+                "lower": m / self.bins,
+                "upper": (m + 1) / self.bins,
+                "count": int(self.count[m]),
+                "confidence": float(self.confidence[m] / self.count[m]) if self.count[m] else None,
+                "accuracy": float(self.correct[m] / self.count[m]) if self.count[m] else None,
+            }
+            for m in range(self.bins)
+        ]
+        return {
+            "ece": float((self.correct - self.confidence).abs().sum()) / n,
+            "confidence": float(self.confidence.sum()) / n,
+            "calibration_accuracy": float(self.correct.sum()) / n,
+            "entropy": self.entropy / n,
+            "logit_gap": self.gap / n,
+            "reliability": bins,
+        }

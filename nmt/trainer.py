@@ -17,13 +17,27 @@ from nmt.config import Config
 from nmt.data import Split, collate, make_batches
 from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, split_target
-from nmt.metrics import corpus_scores
+from nmt.metrics import Calibration, corpus_scores, optimal_logit_gap
 from nmt.optim import build_optimizer, build_scheduler
 from nmt.search import decode_corpus
 from nmt.tokenizer import PAD_ID, Tokenizer
 
 log = logging.getLogger(__name__)
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Logged to TensorBoard at each validation and kept in results.json's history.
+VALID_SCALARS = (
+    "loss",
+    "nll_loss",
+    "ppl",
+    "accuracy",
+    "bleu",
+    "chrf",
+    "bleu_lc",
+    "ece",
+    "confidence",
+    "entropy",
+    "logit_gap",
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,11 +69,16 @@ def evaluate_loss(
     max_tokens: int,
     amp_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Teacher-forced smoothed loss, NLL, perplexity and accuracy per non-pad target token."""
+    """Teacher-forced smoothed loss, NLL, perplexity, accuracy and calibration per target token.
+
+    Calibration (metrics.Calibration): ECE over 15 confidence bins, mean confidence, entropy,
+    the gold-vs-other logit gap, and the reliability bins.
+    """
     was_training = model.training
     model.eval()
     src_lens, tgt_lens = split.lengths()
     totals = torch.zeros(4, dtype=torch.float64)  # loss, nll, correct, tokens
+    calibration = Calibration()
     for idx in make_batches(src_lens, tgt_lens, max_tokens, shuffle=False):
         src, tgt = (t.to(device) for t in collate(split, idx))
         with torch.autocast(
@@ -67,6 +86,7 @@ def evaluate_loss(
         ):
             logits = model(src, split_target(tgt)[0])
         out = loss_fn(logits, tgt)
+        calibration.add(logits, split_target(tgt)[1], loss_fn.pad_id)
         totals += torch.tensor(
             [
                 float(out["loss"]),
@@ -85,6 +105,7 @@ def evaluate_loss(
         "ppl": math.exp(nll / tokens),
         "accuracy": correct / tokens,
         "num_tokens": int(tokens),
+        **calibration.summary(),
     }
 
 
@@ -111,9 +132,11 @@ class Trainer:
         tokenizer: Tokenizer,
         splits: dict[str, Split],
         run_dir: Path,
+        command: str | None = None,
     ):
         from torch.utils.tensorboard import SummaryWriter
 
+        self.command = command  # the command line that started the run, for the report
         self.cfg, self.tok, self.splits, self.run_dir = cfg, tokenizer, splits, Path(run_dir)
         self.device = resolve_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
@@ -122,7 +145,9 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.model = model.to(self.device)
-        self.loss_fn = TranslationLoss(len(tokenizer), PAD_ID, cfg.train.smoothing, reduction="sum")
+        self.loss_fn = TranslationLoss(
+            len(tokenizer), PAD_ID, cfg.train.smoothing, "sum", cfg.train.smoothing_type
+        )
         self.optimizer = build_optimizer(model, cfg.train, fused=self.device.type == "cuda")
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -130,6 +155,7 @@ class Trainer:
         self.step, self.epoch = 0, 0
         self.best_bleu, self.best_nll, self.bad_validations = -1.0, math.inf, 0
         self.best_valid: dict = {}  # validation metrics of the best checkpoint
+        self.history: list[dict] = []  # validation scalars at every validation
         log.info(
             "model: %.2fM parameters, device %s, precision %s",
             sum(p.numel() for p in model.parameters()) / 1e6,
@@ -270,14 +296,18 @@ class Trainer:
         ids = [hyps[0].tokens for hyps in nbests]
         hyps = self.tok.decode(ids)
         metrics.update(corpus_scores(hyps, split.tgt_text))
+        # Lowercased, 13a-tokenized BLEU: only for comparisons with papers that report it.
+        lc = corpus_scores(hyps, split.tgt_text, lowercase=True, tokenize="13a")
+        metrics.update(bleu_lc=lc["bleu"], bleu_lc_signature=lc["bleu_signature"])
         return metrics, hyps
 
     def validate(self) -> bool:
         """Validate, write TensorBoard/checkpoints; True when early stopping says stop."""
         valid = self.splits["valid"]
         metrics, hyps = self.evaluate(valid)
-        for name in ("loss", "nll_loss", "ppl", "accuracy", "bleu", "chrf"):
+        for name in VALID_SCALARS:
             self.writer.add_scalar(f"valid/{name}", metrics[name], self.step)
+        self.history.append({"step": self.step, **{k: metrics[k] for k in VALID_SCALARS}})
         rows = ["| source | reference | hypothesis |", "|---|---|---|"]
         for i in range(min(self.cfg.train.num_samples, len(valid))):
             cells = (valid.src_text[i], valid.tgt_text[i], hyps[i])
@@ -333,6 +363,7 @@ class Trainer:
             "best_bleu": self.best_bleu,
             "best_nll": self.best_nll,
             "bad_validations": self.bad_validations,
+            "history": self.history,
             "valid": {k: v for k, v in valid_metrics.items() if not isinstance(v, str)},
             "config": self.cfg.to_dict(),
             "vocab_size": len(self.tok),
@@ -352,10 +383,18 @@ class Trainer:
         self.model.load_state_dict(best["model"])
         results: dict = {
             "smoothing": self.cfg.train.smoothing,
+            "smoothing_type": self.cfg.train.smoothing_type,
+            "seed": self.cfg.train.seed,
+            "vocab_size": len(self.tok),
+            "optimal_logit_gap": optimal_logit_gap(
+                self.cfg.train.smoothing, len(self.tok), self.cfg.train.smoothing_type
+            ),
             "step": best["step"],
             "last_step": self.step,
+            "command": self.command,
             "valid": self.best_valid,
             "test": None,
+            "history": self.history,
         }
         if "test" in self.splits:
             metrics, hyps = self.evaluate(self.splits["test"])
@@ -391,7 +430,7 @@ class Trainer:
                 hparams[f"{section}.{key}"] = "none" if value is None else value
         metric_dict = {}
         for split in ("valid", "test"):
-            for key in ("bleu", "chrf", "nll_loss", "ppl", "accuracy"):
+            for key in ("bleu", "chrf", "bleu_lc", "nll_loss", "ppl", "accuracy", "ece"):
                 if results.get(split):
                     metric_dict[f"hparam/{split}_{key}"] = results[split][key]
         self.writer.add_hparams(hparams, metric_dict, run_name=".")

@@ -121,6 +121,11 @@ def scripted_trainer(tmp_path, scores, patience):
             "accuracy": 0.0,
             "bleu": bleu,
             "chrf": 0.0,
+            "bleu_lc": bleu,
+            "ece": 0.0,
+            "confidence": 0.0,
+            "entropy": 0.0,
+            "logit_gap": 0.0,
             "bleu_signature": "sig",
         }, ["hyp"]
 
@@ -174,4 +179,25 @@ def test_validation_decodes_with_the_configured_search(tmp_path, beam):
         t.model, src, torch.device("cpu"), max_len_a=1.0, max_len_b=3, beam=4 - beam
     )
     assert [n[0].tokens for n in found] != [n[0].tokens for n in other]  # the beam matters here
-    assert set(metrics) >= {"bleu", "chrf", "nll_loss"}
+    assert set(metrics) >= {"bleu", "chrf", "nll_loss", "bleu_lc", "ece", "reliability"}
+
+
+def test_evaluation_reports_calibration_of_the_teacher_forced_predictions(tmp_path):
+    from nmt.metrics import Calibration
+
+    t = trainer(tmp_path, "calib")
+    src = [[5 + i % 30, 6 + i % 7, 7, 3] for i in range(12)]
+    tgt = [[2, 5 + i % 9, 6, 3] for i in range(12)]
+    split = Split("valid", ["s"] * 12, ["w5 w6"] * 12, src, tgt)
+    metrics, _ = t.evaluate(split)
+    t.model.eval()
+    with torch.no_grad():
+        src_t, tgt_t = pad(src), pad(tgt)
+        logits = t.model(src_t, split_target(tgt_t)[0])
+    direct = Calibration()
+    direct.add(logits, split_target(tgt_t)[1], 0)
+    expected = direct.summary()
+    for key in ("ece", "confidence", "entropy", "logit_gap"):
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert metrics["calibration_accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-12)
+    assert sum(b["count"] for b in metrics["reliability"]) == metrics["num_tokens"] == 36

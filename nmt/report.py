@@ -1,0 +1,342 @@
+"""The epsilon comparison report (tables + plots) from finished runs.
+
+    python -m nmt.report RUN_DIR [RUN_DIR ...] [--out DIR] [--bootstrap-samples 1000]
+
+Reads each run's results.json (written by train.py with the best checkpoint's validation and
+test metrics) and its test.hyp.txt / test.ref.txt, and writes report.md, report.html (the same
+content with the figures embedded), report.json and the PNG figures into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+import shlex
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nmt.errors import NMTError
+from nmt.report_plots import PLOTS, plot_all
+
+# (key in the metrics, column title, format) of the report's main tables.
+COLUMNS = (
+    ("bleu", "BLEU", "{:.2f}"),
+    ("chrf", "chrF", "{:.2f}"),
+    ("bleu_lc", "BLEU lc-tok", "{:.2f}"),
+    ("nll_loss", "NLL", "{:.3f}"),
+    ("ppl", "PPL", "{:.2f}"),
+    ("accuracy", "accuracy", "{:.2%}"),
+    ("ece", "ECE", "{:.4f}"),
+    ("confidence", "confidence", "{:.3f}"),
+    ("entropy", "entropy", "{:.3f}"),
+    ("logit_gap", "logit gap", "{:.2f}"),
+)
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """A finished run: its results.json plus its test (or validation) hypotheses/references."""
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise NMTError(
+            f"{run_dir} has no results.json: the run is missing or did not finish; "
+            "finish it (or leave it out) and run the report again"
+        )
+    run = json.loads(path.read_text())
+    if "calibration_accuracy" not in (run.get("test") or run.get("valid") or {}):
+        raise NMTError(f"{path} was written by an older version without calibration metrics")
+    split = "test" if run.get("test") else "valid"
+    hyp, ref = run_dir / f"{split}.hyp.txt", run_dir / f"{split}.ref.txt"
+    if not (hyp.is_file() and ref.is_file()):
+        raise NMTError(f"{run_dir} lacks {hyp.name} or {ref.name}; the run did not finish")
+    run.update(
+        name=run_dir.name,
+        dir=str(run_dir),
+        split=split,
+        hyps=hyp.read_text().split("\n")[:-1],
+        refs=ref.read_text().split("\n")[:-1],
+    )
+    return run
+
+
+def group_key(run: dict) -> tuple[str, float]:
+    return run.get("smoothing_type", "uniform"), run["smoothing"]
+
+
+def group_label(key: tuple[str, float]) -> str:
+    kind, eps = key
+    if eps == 0:
+        return "eps 0 (no smoothing)"
+    return {"uniform": f"eps {eps:g}", "fairseq": f"eps {eps:g} (fairseq)"}.get(
+        kind, f"beta {eps:g} (confidence penalty)"
+    )
+
+
+def paired_bootstrap(runs: list[dict], n_samples: int) -> dict[str, float]:
+    """p-value of sacreBLEU's paired bootstrap test of each run against eps 0, same seed."""
+    from sacrebleu.metrics import BLEU
+    from sacrebleu.significance import PairedTest
+
+    baselines = {r["seed"]: r for r in runs if r["smoothing"] == 0}
+    out = {}
+    for run in runs:
+        base = baselines.get(run["seed"])
+        if run["smoothing"] == 0 or base is None:
+            continue
+        if base["refs"] != run["refs"] or base["split"] != run["split"]:
+            raise NMTError(f"{run['dir']} and {base['dir']} were scored on different references")
+        test = PairedTest(
+            [("baseline", base["hyps"]), (run["name"], run["hyps"])],
+            {"BLEU": BLEU()},
+            [base["refs"]],
+            test_type="bs",
+            n_samples=n_samples,
+        )
+        _, scores = test()
+        out[run["name"]] = float(scores["BLEU"][1].p_value)
+    return out
+
+
+def summarise(values: Sequence[float]) -> dict:
+    """Mean and sample standard deviation (0 for one value) of the finite values."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return {"mean": statistics.fmean(vals), "std": std, "n": len(vals)}
+
+
+def aggregate(runs: list[dict], pvalues: dict[str, float]) -> list[dict]:
+    """One row per (smoothing type, eps): mean/std over seeds of every metric, per split."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run), []).append(run)
+    rows = []
+    for key in sorted(groups, key=lambda k: (k[1] != 0, k[0], k[1])):
+        members = sorted(groups[key], key=lambda r: r["seed"])
+        row: dict = {
+            "label": group_label(key),
+            "smoothing_type": key[0],
+            "smoothing": key[1],
+            "seeds": [r["seed"] for r in members],
+            "runs": [r["name"] for r in members],
+            "optimal_logit_gap": members[0].get("optimal_logit_gap"),
+            "p_values": [pvalues.get(r["name"]) for r in members],
+        }
+        for split in ("test", "valid"):
+            present = [r[split] for r in members if r.get(split)]
+            row[split] = {col: summarise([m[col] for m in present]) for col, _, _ in COLUMNS}
+        rows.append(row)
+    return rows
+
+
+def cell(stat: dict, fmt: str) -> str:
+    if stat["mean"] is None:
+        return "–"
+    text = fmt.format(stat["mean"])
+    return text if stat["n"] < 2 else f"{text} ± {fmt.format(stat['std'])}"
+
+
+def gap_cell(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "∞" if math.isinf(value) else f"{value:.2f}"
+
+
+def metrics_table(rows: list[dict], split: str) -> tuple[list[str], list[list[str]]]:
+    header = ["smoothing", "seeds", *(title for _, title, _ in COLUMNS), "optimum gap"]
+    if split == "test":
+        header.append("p vs eps 0")
+    body = []
+    for row in rows:
+        line = [row["label"], str(len(row["seeds"]))]
+        line += [cell(row[split][col], fmt) for col, _, fmt in COLUMNS]
+        line.append(gap_cell(row["optimal_logit_gap"]))
+        if split == "test":
+            ps = [f"{p:.3f}" for p in row["p_values"] if p is not None]
+            line.append(", ".join(ps) if ps else "–")
+        body.append(line)
+    return header, body
+
+
+def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta: dict) -> list:
+    """The report as blocks: ('h', level, text), ('p', text), ('table', header, rows),
+    ('img', file, caption), ('code', text)."""
+    split = runs[0]["split"]
+    best = max(rows, key=lambda r: r[split]["bleu"]["mean"] or -1)
+    doc: list = [("h", 1, "Label smoothing comparison")]
+    doc.append(
+        (
+            "p",
+            f"{len(runs)} runs, {len(rows)} settings. Best {split} BLEU: {best['label']} "
+            f"({cell(best[split]['bleu'], '{:.2f}')}). All metrics use each run's best "
+            f"checkpoint (by validation BLEU). BLEU, chrF: sacreBLEU on detokenized, cased "
+            "output; BLEU lc-tok: lowercased and 13a-tokenized, only for comparison with papers "
+            "that report it. NLL (nats per token), PPL, accuracy and calibration are "
+            "teacher-forced over non-pad target tokens and never include the smoothing term. "
+            "ECE: 15 equal-width confidence bins, confidence = largest probability, correct = "
+            "argmax equals the reference. Logit gap: mean of gold logit minus the mean of the "
+            "other logits; optimum gap: its value at the minimum of the smoothed loss, "
+            "log((1 - eps + eps/K) / (eps/K)). p: sacreBLEU paired bootstrap "
+            f"({meta['bootstrap_samples']} resamples) of BLEU against eps 0 with the same seed, "
+            "one value per seed. With several seeds: mean ± sample standard deviation.",
+        )
+    )
+    doc.append(("h", 2, f"{'Test' if split == 'test' else 'Validation'} set"))
+    doc.append(("table", *metrics_table(rows, split)))
+    if split == "test":
+        doc.append(("h", 2, "Validation set"))
+        doc.append(("table", *metrics_table(rows, "valid")))
+    doc.append(("h", 2, "Figures"))
+    for name in figures:
+        doc.append(("img", name, PLOTS[name]))
+    doc.append(("h", 2, "Runs"))
+    doc.append(
+        (
+            "table",
+            ["run", "eps", "type", "seed", "best step", "last step", "train command"],
+            [
+                [
+                    r["name"],
+                    f"{r['smoothing']:g}",
+                    r.get("smoothing_type", "uniform"),
+                    str(r["seed"]),
+                    str(r["step"]),
+                    str(r["last_step"]),
+                    f"`{r.get('command') or '?'}`",
+                ]
+                for r in runs
+            ],
+        )
+    )
+    if meta.get("command"):
+        doc.append(("p", "The command that wrote this report:"))
+        doc.append(("code", meta["command"]))
+    sigs = {
+        f"{label}: {r[split][key]}"
+        for r in runs
+        for key, label in (
+            ("bleu_signature", "BLEU"),
+            ("chrf_signature", "chrF"),
+            ("bleu_lc_signature", "BLEU lc-tok"),
+        )
+    }
+    doc.append(("h", 2, "sacreBLEU signatures"))
+    doc.append(("code", "\n".join(sorted(sigs))))
+    return doc
+
+
+def render_markdown(doc: list) -> str:
+    out = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            out.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "table":
+            header, body = block[1], block[2]
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body]
+            out.append("\n".join(lines))
+        elif kind == "img":
+            out.append(f"![{block[2]}]({block[1]})\n\n*{block[2]}*")
+        elif kind == "code":
+            out.append("```\n" + block[1] + "\n```")
+    return "\n\n".join(out) + "\n"
+
+
+def render_html(doc: list, folder: Path) -> str:
+    """The same blocks as HTML, figures embedded as data URIs so the file stands alone."""
+    out = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            out.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            out.append(f"<p>{html.escape(block[1])}</p>")
+        elif kind == "table":
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in block[1])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c.strip('`'))}</td>" for c in r) + "</tr>"
+                for r in block[2]
+            )
+            out.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif kind == "img":
+            data = base64.b64encode((folder / block[1]).read_bytes()).decode()
+            caption = html.escape(block[2])
+            out.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+        elif kind == "code":
+            out.append(f"<pre>{html.escape(block[1])}</pre>")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "img{max-width:100%}pre{background:#f4f4f4;padding:8px;white-space:pre-wrap}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Label smoothing comparison"
+        f"</title><style>{style}</style></head><body>{''.join(out)}</body></html>\n"
+    )
+
+
+def write_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    bootstrap_samples: int = 1000,
+    command: str | None = None,
+) -> Path:
+    """Load the runs, compute the tables, p-values and figures; return the report.md path."""
+    if not run_dirs:
+        raise NMTError("no run directories given")
+    runs = [load_run(d) for d in run_dirs]
+    names = [r["name"] for r in runs]
+    if len(set(names)) != len(names):
+        raise NMTError("two runs share a directory name; give each run its own name")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pvalues = paired_bootstrap(runs, bootstrap_samples)
+    rows = aggregate(runs, pvalues)
+    figures = plot_all(runs, rows, out_dir)
+    meta = {"bootstrap_samples": bootstrap_samples, "command": command}
+    doc = build_document(runs, rows, figures, meta)
+    for name, text in (
+        ("report.md", render_markdown(doc)),
+        ("report.html", render_html(doc, out_dir)),
+        ("report.json", json.dumps({"rows": rows, "p_values": pvalues}, indent=2) + "\n"),
+    ):
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out_dir / name)
+    return out_dir / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nmt.report", description="Compare finished runs across label smoothing."
+    )
+    parser.add_argument("runs", nargs="+", help="run directories (each with results.json)")
+    parser.add_argument("--out", default=".", help="folder for report.md/html/json and figures")
+    parser.add_argument("--bootstrap-samples", type=int, default=1000)
+    args = parser.parse_args(argv)
+    try:
+        if args.bootstrap_samples < 1:
+            raise NMTError("--bootstrap-samples must be at least 1")
+        command = shlex.join(["python", "-m", "nmt.report", *(argv or sys.argv[1:])])
+        path = write_report(args.runs, args.out, args.bootstrap_samples, command)
+    except NMTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

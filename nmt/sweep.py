@@ -1,0 +1,141 @@
+"""Train one run per (eps, seed) with everything else identical, then write the eps report.
+
+    python -m nmt.sweep --smoothing 0 0.1 0.2 [--seeds 1 2 3] [--sweep-dir DIR] [train.py flags]
+
+Each run is a real `train.py` process in DIR/ls<eps>-seed<seed>. The runs share the tokenizer
+(it is cached by corpus and settings) and, for a given seed, the initial weights and the batch
+order. A run with a results.json is finished and never retrained, so running the same command
+again after an interruption continues the sweep; an unfinished run is started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from nmt.config import parse_args as parse_train_args
+from nmt.errors import NMTError
+from nmt.run import setup_logging
+
+log = logging.getLogger("nmt.sweep")
+TRAIN_PY = Path(__file__).resolve().parent.parent / "train.py"
+# The sweep owns these train.py flags: it sets them per run.
+OWNED = ("--smoothing", "--seed", "--run-dir", "--overwrite", "--train.smoothing", "--train.seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nmt.sweep",
+        allow_abbrev=False,  # --seed (a train.py flag) must never be taken for --seeds
+        description="Train the same model under several label-smoothing values and compare them.",
+        epilog="Every other flag (--config, --dataset, --max-steps, --smoothing-type, "
+        "--train.lr ...) is passed unchanged to each train.py run.",
+    )
+    parser.add_argument(
+        "--smoothing", type=float, nargs="+", required=True, metavar="EPS", help="eps values"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[1], metavar="SEED", help="seeds (default 1)"
+    )
+    parser.add_argument(
+        "--sweep-dir", default="runs/sweep", help="one folder for all runs and the report"
+    )
+    parser.add_argument(
+        "--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples"
+    )
+    parser.add_argument("--no-report", action="store_true", help="train only")
+    return parser
+
+
+def run_name(eps: float, seed: int) -> str:
+    """The run directory's name inside the sweep, e.g. ls0.1-seed1."""
+    return f"ls{eps:g}-seed{seed}"
+
+
+def check_train_args(train_args: list[str], eps_values: list[float]) -> None:
+    """Refuse flags the sweep owns and validate the rest for every eps before training."""
+    for arg in train_args:
+        if arg.split("=", 1)[0] in OWNED:
+            raise NMTError(f"{arg.split('=', 1)[0]} is set by the sweep per run; remove it")
+    for eps in eps_values:
+        parse_train_args([*train_args, "--smoothing", str(eps)])
+
+
+def claim_sweep_dir(sweep_dir: Path, train_args: list[str]) -> None:
+    """Record the shared training flags; a sweep folder started with other flags is refused."""
+    state = sweep_dir / "sweep.json"
+    if state.is_file():
+        before = json.loads(state.read_text())["train_args"]
+        if before != train_args:
+            raise NMTError(
+                f"{sweep_dir} holds a sweep trained with other flags ({shlex.join(before)!r}); "
+                "use another --sweep-dir, or the same flags to continue it"
+            )
+        return
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"train_args": train_args}, indent=2) + "\n")
+    tmp.replace(state)
+
+
+def train_run(run_dir: Path, eps: float, seed: int, train_args: list[str]) -> None:
+    """Run train.py for one (eps, seed); an unfinished earlier attempt is started again."""
+    argv = [*train_args, "--smoothing", f"{eps:g}", "--seed", str(seed), "--run-dir", str(run_dir)]
+    if (run_dir / "checkpoint_last.pt").exists() or (run_dir / "config.yaml").exists():
+        log.info("%s: unfinished earlier attempt, starting it again", run_dir)
+        argv.append("--overwrite")
+    log.info("training %s: python train.py %s", run_dir, shlex.join(argv))
+    proc = subprocess.run([sys.executable, str(TRAIN_PY), *argv])
+    if proc.returncode != 0:
+        raise NMTError(
+            f"run {run_dir} failed (exit {proc.returncode}); see {run_dir / 'train.log'}, "
+            "then rerun the same sweep command to continue"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the missing runs of the sweep, then write report.md/report.html into it."""
+    args, train_args = build_parser().parse_known_args(argv)
+    try:
+        if not TRAIN_PY.is_file():
+            raise NMTError(f"{TRAIN_PY} not found: run the sweep from a checkout of the project")
+        if args.bootstrap_samples < 1:
+            raise NMTError("--bootstrap-samples must be at least 1")
+        check_train_args(train_args, args.smoothing)
+        sweep_dir = Path(args.sweep_dir)
+        if sweep_dir.exists() and not sweep_dir.is_dir():
+            raise NMTError(f"--sweep-dir {sweep_dir} is a file; choose a folder")
+        claim_sweep_dir(sweep_dir, train_args)
+        setup_logging(sweep_dir / "sweep.log")
+        runs = []
+        # Seeds outside, eps inside: an interrupted sweep has whole eps comparisons first.
+        for seed in args.seeds:
+            for eps in dict.fromkeys(args.smoothing):
+                run_dir = sweep_dir / run_name(eps, seed)
+                runs.append(run_dir)
+                if (run_dir / "results.json").is_file():
+                    log.info("%s: finished earlier, not retrained", run_dir)
+                    continue
+                train_run(run_dir, eps, seed, train_args)
+        if not args.no_report:
+            from nmt.report import write_report
+
+            command = shlex.join(["python", "-m", "nmt.sweep", *(argv or sys.argv[1:])])
+            path = write_report(runs, sweep_dir, args.bootstrap_samples, command)
+            log.info("report: %s (and report.html beside it)", path)
+    except NMTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue the sweep", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

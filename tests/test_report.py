@@ -1,0 +1,132 @@
+"""nmt.report on hand-made runs: table numbers, seed statistics and p-values against sacrebleu."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from nmt.errors import NMTError
+from nmt.metrics import Calibration, corpus_scores, optimal_logit_gap
+from nmt.report import load_run, write_report
+
+from .conftest import synthetic_pairs
+
+REFS = [p["translation"]["xx"] for p in synthetic_pairs(120, 7)]
+
+
+def corrupt(refs: list[str], rate: float, seed: int) -> list[str]:
+    """Drop each word with probability rate: a system of predictable quality."""
+    rng = random.Random(seed)
+    return [" ".join(w for w in r.split() if rng.random() > rate) for r in refs]
+
+
+def fake_run(root, name: str, eps: float, seed: int, rate: float, nll: float, ece_conf: float):
+    """A finished run directory as train.py leaves it (results.json, test/valid hyp and ref)."""
+    run_dir = root / name
+    run_dir.mkdir()
+    hyps = corrupt(REFS, rate, seed)
+    cal = Calibration()
+    import torch
+
+    conf = torch.full((10,), ece_conf, dtype=torch.float64)
+    cal.add_predictions(conf, torch.arange(10) < 5)  # accuracy 0.5
+    metrics = {
+        "nll_loss": nll,
+        "ppl": 2.718281828459045**nll,
+        "accuracy": 0.5,
+        **cal.summary(),
+        **corpus_scores(hyps, REFS),
+    }
+    lc = corpus_scores(hyps, REFS, lowercase=True, tokenize="13a")
+    metrics.update(bleu_lc=lc["bleu"], bleu_lc_signature=lc["bleu_signature"])
+    results = {
+        "smoothing": eps,
+        "smoothing_type": "uniform",
+        "seed": seed,
+        "vocab_size": 60,
+        "optimal_logit_gap": optimal_logit_gap(eps, 60),
+        "step": 100,
+        "last_step": 120,
+        "command": f"python train.py --smoothing {eps} --seed {seed}",
+        "valid": metrics,
+        "test": metrics,
+        "history": [{"step": 50, "bleu": 1.0}, {"step": 100, "bleu": metrics["bleu"]}],
+    }
+    (run_dir / "results.json").write_text(json.dumps(results))
+    for split in ("test", "valid"):
+        (run_dir / f"{split}.hyp.txt").write_text("".join(h + "\n" for h in hyps))
+        (run_dir / f"{split}.ref.txt").write_text("".join(r + "\n" for r in REFS))
+    return run_dir
+
+
+@pytest.fixture
+def runs(tmp_path):
+    spec = [  # name, eps, seed, drop rate, nll, confidence
+        ("ls0-seed1", 0.0, 1, 0.30, 2.0, 0.9),
+        ("ls0-seed2", 0.0, 2, 0.35, 2.2, 0.8),
+        ("ls0.1-seed1", 0.1, 1, 0.10, 1.9, 0.6),
+        ("ls0.1-seed2", 0.1, 2, 0.15, 1.7, 0.5),
+    ]
+    return [fake_run(tmp_path, *s) for s in spec]
+
+
+def sacrebleu_paired_p(base, system, n: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-m", "sacrebleu", str(base / "test.ref.txt"), "-i",
+         str(base / "test.hyp.txt"), str(system / "test.hyp.txt"), "-m", "bleu",
+         "--paired-bs", "--paired-bs-n", str(n), "-f", "json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)[1]["BLEU"]["p_value"]
+
+
+def test_table_is_mean_and_std_over_seeds_with_sacrebleu_p_values(runs, tmp_path):
+    out = tmp_path / "report"
+    write_report(runs, out, bootstrap_samples=300)
+    md = (out / "report.md").read_text()
+    report = json.loads((out / "report.json").read_text())
+    bleus = {r.name: json.loads((r / "results.json").read_text())["test"]["bleu"] for r in runs}
+    # Each run's BLEU is what sacrebleu's corpus_bleu gives for its files.
+    for r in runs:
+        import sacrebleu
+
+        hyps = (r / "test.hyp.txt").read_text().splitlines()
+        assert bleus[r.name] == sacrebleu.corpus_bleu(hyps, [REFS]).score
+    row = {x["label"]: x for x in report["rows"]}["eps 0.1"]
+    pair = [bleus["ls0.1-seed1"], bleus["ls0.1-seed2"]]
+    assert row["test"]["bleu"]["mean"] == pytest.approx(statistics.fmean(pair))
+    assert row["test"]["bleu"]["std"] == pytest.approx(statistics.stdev(pair))
+    assert row["test"]["nll_loss"]["mean"] == pytest.approx(1.8)
+    assert row["test"]["nll_loss"]["std"] == pytest.approx(statistics.stdev([1.9, 1.7]))
+    # ECE of 10 predictions at confidence c, half right: |c - 0.5|
+    assert row["test"]["ece"]["mean"] == pytest.approx(0.05)
+    cell = f"{statistics.fmean(pair):.2f} ± {statistics.stdev(pair):.2f}"
+    assert f"| eps 0.1 | 2 | {cell} |" in md
+    # p-values: one per seed, each against eps 0 of the same seed, as the sacrebleu CLI says.
+    root = runs[0].parent
+    for seed, p in zip((1, 2), row["p_values"]):
+        expected = sacrebleu_paired_p(root / f"ls0-seed{seed}", root / f"ls0.1-seed{seed}", 300)
+        assert p == pytest.approx(expected, abs=1e-12)
+    assert f"{row['p_values'][0]:.3f}, {row['p_values'][1]:.3f} |" in md
+    assert row["optimal_logit_gap"] == pytest.approx(optimal_logit_gap(0.1, 60))
+    assert "Best test BLEU: eps 0.1" in md
+
+
+def test_report_needs_matching_references(runs, tmp_path):
+    (runs[2] / "test.ref.txt").write_text("".join("x\n" for _ in REFS))
+    with pytest.raises(NMTError, match="different references"):
+        write_report(runs, tmp_path / "out", bootstrap_samples=10)
+
+
+def test_load_run_refuses_results_without_calibration(runs):
+    path = runs[0] / "results.json"
+    results = json.loads(path.read_text())
+    del results["test"]["calibration_accuracy"]
+    path.write_text(json.dumps(results))
+    with pytest.raises(NMTError, match="older version without calibration"):
+        load_run(runs[0])

@@ -1,0 +1,217 @@
+"""python -m nmt.sweep and python -m nmt.report end to end on a tiny synthetic corpus."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nmt.report_plots import PLOTS
+
+from .conftest import ROOT
+
+
+def module(name: str, *args: str) -> subprocess.CompletedProcess:
+    """python -m name args, from the repository root, as a user would run it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", name, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+def train_flags(dataset) -> list[str]:
+    return [
+        "--config",
+        "configs/toy.yaml",
+        "--dataset",
+        str(dataset),
+        "--src",
+        "en",
+        "--tgt",
+        "xx",
+        "--vocab-size",
+        "60",
+        "--max-steps",
+        "40",
+        "--valid-every",
+        "20",
+        "--train.lr",
+        "1e-2",
+    ]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two eps values on the cipher corpus, 40 updates each, report included."""
+    from .conftest import synthetic_pairs, write_jsonl
+
+    base = tmp_path_factory.mktemp("sweep")
+    data = base / "cipher"
+    write_jsonl(data / "train.jsonl", synthetic_pairs(1500, 1))
+    write_jsonl(data / "validation.jsonl", synthetic_pairs(60, 2))
+    write_jsonl(data / "test.jsonl", synthetic_pairs(50, 3))
+    sweep_dir = base / "sw"
+    args = ["--smoothing", "0", "0.3", "--sweep-dir", str(sweep_dir), "--bootstrap-samples", "200"]
+    proc = module("nmt.sweep", *args, *train_flags(data))
+    return proc, sweep_dir, args, data
+
+
+def sacrebleu_cli(hyp, ref) -> float:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            str(ref),
+            "-i",
+            str(hyp),
+            "-m",
+            "bleu",
+            "-b",
+            "-w",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip())
+
+
+def table_rows(markdown: str, heading: str) -> dict[str, list[str]]:
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+def test_sweep_trains_each_eps_and_writes_the_report(sweep):
+    proc, sweep_dir, _, _ = sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("ls0-seed1", "ls0.3-seed1"):
+        assert (sweep_dir / name / "results.json").is_file()
+    for name in PLOTS:
+        assert (sweep_dir / name).stat().st_size > 5000, name
+    md = (sweep_dir / "report.md").read_text()
+    html = (sweep_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(PLOTS)
+    test_rows = table_rows(md, "Test set")
+    assert set(test_rows) == {"eps 0 (no smoothing)", "eps 0.3"}
+    # The table's BLEU is what the sacrebleu command line prints for the saved files.
+    for label, run in (("eps 0 (no smoothing)", "ls0-seed1"), ("eps 0.3", "ls0.3-seed1")):
+        run_dir = sweep_dir / run
+        cli = sacrebleu_cli(run_dir / "test.hyp.txt", run_dir / "test.ref.txt")
+        assert float(test_rows[label]["BLEU"]) == cli
+        results = json.loads((run_dir / "results.json").read_text())
+        assert f"{results['test']['ece']:.4f}" == test_rows[label]["ECE"]
+        assert f"{results['test']['nll_loss']:.3f}" == test_rows[label]["NLL"]
+    assert test_rows["eps 0 (no smoothing)"]["optimum gap"] == "∞"
+    # K = 60: log((1 - 0.3 + 0.3 / 60) / (0.3 / 60)) = log(141) = 4.95
+    assert test_rows["eps 0.3"]["optimum gap"] == "4.95"
+    p = float(test_rows["eps 0.3"]["p vs eps 0"])
+    assert 1 / 201 <= p <= 1.0
+    assert set(table_rows(md, "Validation set")) == set(test_rows)
+    assert "nrefs:1|case:mixed|eff:no|tok:13a" in md and "case:lc" in md
+
+
+def test_smoothing_changes_what_the_model_learned(sweep):
+    """Same seed, same data order: eps alone moves confidence, entropy and the logit gap."""
+    _, sweep_dir, _, _ = sweep
+    r0, r3 = (
+        json.loads((sweep_dir / n / "results.json").read_text())["test"]
+        for n in ("ls0-seed1", "ls0.3-seed1")
+    )
+    assert r3["entropy"] > r0["entropy"]
+    assert r3["confidence"] < r0["confidence"]
+    assert r3["logit_gap"] < r0["logit_gap"]
+
+
+def test_runs_share_tokenizer_and_log_hparams(sweep):
+    _, sweep_dir, _, _ = sweep
+    spm = [(sweep_dir / n / "spm.model").read_bytes() for n in ("ls0-seed1", "ls0.3-seed1")]
+    assert spm[0] == spm[1]
+    for name, eps in (("ls0-seed1", 0.0), ("ls0.3-seed1", 0.3)):
+        acc = EventAccumulator(str(sweep_dir / name), size_guidance={"scalars": 0, "tensors": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        assert "hparam/test_ece" in tags["scalars"] and "hparam/test_bleu" in tags["scalars"]
+        assert "valid/ece" in tags["scalars"] and "valid/logit_gap" in tags["scalars"]
+        results = json.loads((sweep_dir / name / "results.json").read_text())
+        assert results["smoothing"] == eps
+        assert acc.Scalars("hparam/test_ece")[0].value == pytest.approx(results["test"]["ece"])
+
+
+def test_rerun_trains_only_what_is_missing(sweep):
+    proc, sweep_dir, args, data = sweep
+    assert proc.returncode == 0
+    done = sweep_dir / "ls0-seed1" / "results.json"
+    stamp = done.stat().st_mtime_ns
+    # An interrupted run: it started (config and log written) but never finished.
+    partial = sweep_dir / "ls0.1-seed1"
+    partial.mkdir()
+    (partial / "config.yaml").write_text("{}\n")
+    again = module("nmt.sweep", *args[:1], "0", "0.1", *args[3:], *train_flags(data))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert done.stat().st_mtime_ns == stamp
+    log = (sweep_dir / "sweep.log").read_text()
+    assert f"{sweep_dir / 'ls0-seed1'}: finished earlier, not retrained" in log
+    assert f"{partial}: unfinished earlier attempt, starting it again" in log
+    assert (partial / "results.json").is_file()
+    assert set(table_rows((sweep_dir / "report.md").read_text(), "Test set")) == {
+        "eps 0 (no smoothing)",
+        "eps 0.1",
+    }
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--seed", "3"], "error: --seed is set by the sweep per run; remove it"),
+        (["--train.lr", "5e-3"], "holds a sweep trained with other flags"),
+        (["--bogus.key", "1"], "unknown config key 'bogus.key'"),
+    ],
+)
+def test_bad_sweeps_fail_in_one_line_before_training(sweep, extra, message):
+    _, sweep_dir, args, data = sweep
+    flags = train_flags(data)
+    if extra[0] == "--train.lr":
+        flags = flags[: flags.index("--train.lr")]
+    proc = module("nmt.sweep", *args, *flags, *extra)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_report_refuses_an_unfinished_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    proc = module("nmt.report", str(tmp_path / "run"), "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {tmp_path / 'run'} has no results.json: the run is missing or did not finish; "
+        "finish it (or leave it out) and run the report again"
+    )
+
+
+def test_report_cli_on_existing_runs_matches_the_sweep_report(sweep, tmp_path):
+    _, sweep_dir, _, _ = sweep
+    runs = [str(sweep_dir / n) for n in ("ls0-seed1", "ls0.3-seed1")]
+    proc = module("nmt.report", *runs, "--out", str(tmp_path), "--bootstrap-samples", "200")
+    assert proc.returncode == 0, proc.stderr
+    mine = json.loads((tmp_path / "report.json").read_text())
+    assert re.search(r"\| eps 0\.3 \| 1 \|", (tmp_path / "report.md").read_text())
+    for row in mine["rows"]:
+        assert row["test"]["bleu"]["n"] == 1
