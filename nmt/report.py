@@ -182,7 +182,9 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
             "ECE: 15 equal-width confidence bins, confidence = largest probability, correct = "
             "argmax equals the reference. Logit gap: mean of gold logit minus the mean of the "
             "other logits; optimum gap: its value at the minimum of the smoothed loss, "
-            "log((1 - eps + eps/K) / (eps/K)). p: sacreBLEU paired bootstrap "
+            "log((1 - eps + eps/K) / (eps/K)) for uniform smoothing over K entries "
+            "(log((1 - eps) / (eps/(K - 1))) for fairseq's; none for the confidence penalty). "
+            "p: sacreBLEU paired bootstrap "
             f"({meta['bootstrap_samples']} resamples) of BLEU against eps 0 with the same seed, "
             "one value per seed. With several seeds: mean ± sample standard deviation.",
         )

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(sweep_dir / "sweep.log")
         runs = []
         # Seeds outside, eps inside: an interrupted sweep has whole eps comparisons first.
-        for seed in args.seeds:
+        for seed in dict.fromkeys(args.seeds):
             for eps in dict.fromkeys(args.smoothing):
                 run_dir = sweep_dir / run_name(eps, seed)
                 runs.append(run_dir)
