@@ -83,6 +83,9 @@ class TrainConfig:
     precision: str = "auto"
     run_dir: str | None = None  # None = runs/<dataset>-<src>-<tgt>-ls<smoothing>
     num_samples: int = 3  # translations written to TensorBoard at each validation
+    save_every: int = 0  # also save checkpoint_last.pt every N updates; 0 = at validations only
+    keep_last: int = 0  # keep the newest K numbered checkpoint_step<N>.pt files of save_every
+    max_skipped: int = 10  # consecutive updates with a non-finite loss/gradient before stopping
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,9 @@ def validate(cfg: Config) -> Config:
             "max_steps >= 0, max_epochs >= 1",
         ),
         (t.valid_every >= 1 and t.log_every >= 1, "train.valid_every", "intervals must be >= 1"),
+        (t.save_every >= 0, "train.save_every", "must be >= 0 (0 = at validations only)"),
+        (t.keep_last >= 0, "train.keep_last", "must be >= 0"),
+        (t.max_skipped >= 1, "train.max_skipped", "must be >= 1"),
         (cfg.decode.beam >= 1, "decode.beam", "must be >= 1"),
         (cfg.decode.length_penalty >= 0, "decode.length_penalty", "must be >= 0"),
         (
@@ -339,6 +345,15 @@ SHORT_FLAGS: dict[str, tuple[str, str]] = {
     "--update-freq": ("train.update_freq", "batches accumulated into one update"),
     "--patience": ("train.patience", "early stopping after N validations without better BLEU"),
     "--valid-every": ("train.valid_every", "validate every N updates"),
+    "--save-every": (
+        "train.save_every",
+        "save checkpoint_last.pt every N updates (0 = at validations)",
+    ),
+    "--keep-last": ("train.keep_last", "keep the newest K numbered step checkpoints (0 = none)"),
+    "--max-skipped": (
+        "train.max_skipped",
+        "stop after N consecutive updates with a non-finite loss or gradient",
+    ),
     "--device": ("train.device", "auto, cpu or cuda"),
     "--precision": ("train.precision", "auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16"),
 }
@@ -355,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with data/model/train/decode sections")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing run in --run-dir"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from checkpoint_last.pt even if it finished or its "
+        "config differs (an unfinished run with the same config resumes without it)",
     )
     for flag, (key, help_text) in SHORT_FLAGS.items():
         choices = CHOICES.get(key)

@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nmt.config import Config
+from nmt.config import Config, flatten
 from nmt.errors import NMTError
 
 # What a finished or running run leaves behind; --overwrite removes exactly these.
@@ -30,26 +30,72 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{name}-{d.src}-{d.tgt}-ls{cfg.train.smoothing:g}"
 
 
-def prepare_run_dir(cfg: Config, overwrite: bool) -> Path:
-    """Create the run directory; refuse one that already holds a run unless overwrite is set."""
+def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
+    """Dotted keys whose value differs from the run's saved config.yaml (None: unreadable)."""
+    import yaml
+
+    try:
+        saved = Config.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    except (OSError, yaml.YAMLError, NMTError):
+        return None
+    old, new = (flatten(c.to_dict(), "config") for c in (saved, cfg))
+    return [k for k in new if k != "train.run_dir" and old.get(k) != new[k]]
+
+
+def remove_stale_temp_files(run_dir: Path) -> int:
+    """Delete what an interrupted atomic write left behind (.checkpoint_*.tmp, *.json.tmp)."""
+    stale = [*run_dir.glob(".checkpoint_*.tmp"), *run_dir.glob("*.json.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def prepare_run_dir(cfg: Config, overwrite: bool, resume: bool = False) -> tuple[Path, bool]:
+    """Create or reopen the run directory; returns (run_dir, whether to resume from it).
+
+    An unfinished run with the same config resumes by itself; a finished run, or one with a
+    different config, is refused unless resume (continue it anyway) or overwrite (replace it).
+    Nothing in the directory is deleted without overwrite.
+    """
     run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
     if run_dir.exists() and not run_dir.is_dir():
         raise NMTError(f"--run-dir {run_dir} is a file; choose a directory")
-    held = [p for p in ("checkpoint_last.pt", "results.json") if (run_dir / p).exists()]
-    if held and not overwrite:
-        raise NMTError(
-            f"run directory {run_dir} already holds a run ({', '.join(held)}); "
-            "choose another --run-dir or pass --overwrite to replace it"
-        )
-    if held:
+    if overwrite and resume:
+        raise NMTError("--resume and --overwrite contradict each other; pass one of them")
+    has_last = (run_dir / "checkpoint_last.pt").is_file()
+    finished = (run_dir / "results.json").is_file()
+    if resume and not has_last:
+        raise NMTError(f"--resume: {run_dir} has no checkpoint_last.pt to continue from")
+    if overwrite:
         for pattern in RUN_FILES:
             for path in run_dir.glob(pattern):
                 path.unlink()
+    elif has_last and not resume:
+        changes = _config_changes(run_dir, cfg)
+        if finished:
+            raise NMTError(
+                f"run directory {run_dir} already holds a finished run (results.json); pass "
+                "--resume to continue it (e.g. with a larger --max-steps), --overwrite to "
+                "replace it, or another --run-dir"
+            )
+        if changes != []:
+            what = ", ".join(changes[:5]) if changes else "config.yaml is missing or unreadable"
+            raise NMTError(
+                f"run directory {run_dir} holds an unfinished run with a different config "
+                f"({what}); pass --resume to continue it with these settings, --overwrite to "
+                "replace it, or another --run-dir"
+            )
+    elif finished and not resume:
+        raise NMTError(
+            f"run directory {run_dir} already holds a run (results.json); "
+            "choose another --run-dir or pass --overwrite to replace it"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NMTError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
-    return run_dir
+    remove_stale_temp_files(run_dir)
+    return run_dir, has_last and not overwrite
 
 
 class TqdmHandler(logging.Handler):

@@ -5,7 +5,7 @@
 Each run is a real `train.py` process in DIR/ls<eps>-seed<seed>. The runs share the tokenizer
 (it is cached by corpus and settings) and, for a given seed, the initial weights and the batch
 order. A run with a results.json is finished and never retrained, so running the same command
-again after an interruption continues the sweep; an unfinished run is started again.
+again after an interruption continues the sweep, an unfinished run from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +25,16 @@ from nmt.run import setup_logging
 log = logging.getLogger("nmt.sweep")
 TRAIN_PY = Path(__file__).resolve().parent.parent / "train.py"
 # The sweep owns these train.py flags: it sets them per run.
-OWNED = ("--smoothing", "--seed", "--run-dir", "--overwrite", "--train.smoothing", "--train.seed")
+OWNED = (
+    "--smoothing",
+    "--seed",
+    "--run-dir",
+    "--overwrite",
+    "--resume",
+    "--train.smoothing",
+    "--train.seed",
+    "--train.run_dir",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,11 +93,13 @@ def claim_sweep_dir(sweep_dir: Path, train_args: list[str]) -> None:
 
 
 def train_run(run_dir: Path, eps: float, seed: int, train_args: list[str]) -> None:
-    """Run train.py for one (eps, seed); an unfinished earlier attempt is started again."""
+    """Run train.py for one (eps, seed); an unfinished earlier attempt resumes where it stopped.
+
+    train.py resumes a run directory holding checkpoint_last.pt and the same config by itself.
+    """
     argv = [*train_args, "--smoothing", f"{eps:g}", "--seed", str(seed), "--run-dir", str(run_dir)]
-    if (run_dir / "checkpoint_last.pt").exists() or (run_dir / "config.yaml").exists():
-        log.info("%s: unfinished earlier attempt, starting it again", run_dir)
-        argv.append("--overwrite")
+    if (run_dir / "checkpoint_last.pt").exists():
+        log.info("%s: unfinished earlier attempt, resuming it", run_dir)
     log.info("training %s: python train.py %s", run_dir, shlex.join(argv))
     proc = subprocess.run([sys.executable, str(TRAIN_PY), *argv])
     if proc.returncode != 0:

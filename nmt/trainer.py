@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -109,6 +114,69 @@ def evaluate_loss(
     }
 
 
+class Preempted(Exception):
+    """Training stopped on a signal after saving checkpoint_last.pt; the same command resumes."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path):
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} after update {step}; saved {run_dir / 'checkpoint_last.pt'}; "
+            "run the same command to resume"
+        )
+
+
+class _Signals:
+    received = 0
+
+
+@contextlib.contextmanager
+def catch_stop_signals():
+    """SIGTERM/SIGINT set a flag instead of killing; a second SIGINT interrupts at once."""
+    flags = _Signals()
+
+    def handler(signum, frame):
+        if flags.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flags.received = signum
+        log.warning("%s received: stopping after this update", signal.Signals(signum).name)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield flags
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch (and CUDA) generator states, in types torch.load accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": list(random.getstate()),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 @dataclass
 class Interval:
     """Training sums since the last log line."""
@@ -119,6 +187,7 @@ class Interval:
     tokens: int = 0
     updates: int = 0
     grad_norm: float = 0.0
+    skipped: int = 0
     start: float = field(default_factory=time.perf_counter)
 
 
@@ -133,7 +202,9 @@ class Trainer:
         splits: dict[str, Split],
         run_dir: Path,
         command: str | None = None,
+        state: dict | None = None,
     ):
+        """state: a checkpoint to resume from (everything the next update depends on)."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.command = command  # the command line that started the run, for the report
@@ -151,11 +222,18 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg.train, fused=self.device.type == "cuda")
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.writer = SummaryWriter(str(self.run_dir))
         self.step, self.epoch = 0, 0
+        self.batch_pos = 0  # index in the epoch's batch order where the next update starts
+        self.skipped_total, self.skipped_in_a_row = 0, 0
         self.best_bleu, self.best_nll, self.bad_validations = -1.0, math.inf, 0
         self.best_valid: dict = {}  # validation metrics of the best checkpoint
         self.history: list[dict] = []  # validation scalars at every validation
+        self.last_valid: dict = {}  # the latest validation's metrics
+        if state is not None:
+            self.load_state(state)
+        # TensorBoard drops whatever an interrupted process logged after this step (on a fresh
+        # start: anything a run killed before its first checkpoint left behind).
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1)
         log.info(
             "model: %.2fM parameters, device %s, precision %s",
             sum(p.numel() for p in model.parameters()) / 1e6,
@@ -187,48 +265,80 @@ class Trainer:
         return {"loss": loss, "nll": nll, "correct": correct, "tokens": num_tokens}
 
     def train_step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """One optimizer update: accumulate, unscale, clip, step, schedule."""
+        """One optimizer update: accumulate, unscale, clip, step, schedule.
+
+        A non-finite loss or gradient norm (an fp16 overflow included) skips the update: the
+        weights and the optimizer state are untouched, stats["skipped"] is 1.
+        """
         stats = self.accumulate(batches)
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.train.clip_norm if self.cfg.train.clip_norm > 0 else math.inf
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        stats["skipped"] = float(
+            not (math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"]))
+        )
+        if not stats["skipped"]:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()  # with fp16 an overflow lowers the loss scale; else a no-op
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return stats
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train until max_steps / max_epochs / early stopping, then score the best checkpoint."""
+        """Train until max_steps / max_epochs / early stopping, then score the best checkpoint.
+
+        SIGTERM or SIGINT stops after the current update with checkpoint_last.pt saved
+        (raises Preempted); the same command then resumes exactly there.
+        """
         t = self.cfg.train
         train = self.splits["train"]
         src_lens, tgt_lens = train.lengths()
         interval, stop, last_valid = Interval(), False, -1
         bar = tqdm(
-            total=t.max_steps or None, desc="train", unit="upd", disable=None, dynamic_ncols=True
+            total=t.max_steps or None,
+            initial=self.step,
+            desc="train",
+            unit="upd",
+            disable=None,
+            dynamic_ncols=True,
         )
-        while not stop and self.epoch < t.max_epochs:
-            batches = make_batches(src_lens, tgt_lens, self.cfg.data.max_tokens, t.seed, self.epoch)
-            for start in range(0, len(batches), t.update_freq):
-                group = [collate(train, b) for b in batches[start : start + t.update_freq]]
-                stats = self.train_step(group)
-                self.step += 1
-                interval = self._accumulate(interval, stats, bar)
-                if self.step % t.log_every == 0:
-                    interval = self._log_train(interval)
-                if self.step % t.valid_every == 0:
-                    started = time.perf_counter()
-                    stop = self.validate()
-                    interval.start += time.perf_counter() - started  # keep tokens/s pure
-                    last_valid = self.step
-                if t.max_steps and self.step >= t.max_steps:
-                    stop = True
-                if stop:
-                    break
-            else:
-                self.epoch += 1
-                log.info("epoch %d done at update %d", self.epoch, self.step)
+        kill_at = int(os.environ.get("NMT_TEST_KILL_AT_STEP", 0))  # fault injection for tests
+        with catch_stop_signals() as signals:
+            while not stop and self.epoch < t.max_epochs and not self._done(t):
+                batches = make_batches(
+                    src_lens, tgt_lens, self.cfg.data.max_tokens, t.seed, self.epoch
+                )
+                while self.batch_pos < len(batches) and not stop:
+                    chunk = batches[self.batch_pos : self.batch_pos + t.update_freq]
+                    stats = self.train_step([collate(train, b) for b in chunk])
+                    self.batch_pos += len(chunk)
+                    self.step += 1
+                    interval = self._accumulate(interval, stats, bar)
+                    self._check_skips(stats)
+                    if self.step % t.log_every == 0:
+                        interval = self._log_train(interval)
+                    if self.step % t.valid_every == 0:
+                        started = time.perf_counter()
+                        stop = self.validate()
+                        interval.start += time.perf_counter() - started  # keep tokens/s pure
+                        last_valid = self.step
+                    elif t.save_every and self.step % t.save_every == 0:
+                        self.save("last")
+                    if t.save_every and self.step % t.save_every == 0 and t.keep_last:
+                        self.save("numbered")
+                    stop = stop or self._done(t)
+                    if self.step == kill_at:
+                        self.writer.flush()
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    if signals.received:
+                        bar.close()
+                        self.save("last")
+                        self.writer.close()
+                        raise Preempted(signals.received, self.step, self.run_dir)
+                if self.batch_pos >= len(batches):
+                    self.epoch, self.batch_pos = self.epoch + 1, 0
+                    log.info("epoch %d done at update %d", self.epoch, self.step)
         bar.close()
         if interval.updates:
             self._log_train(interval)
@@ -236,13 +346,42 @@ class Trainer:
             self.validate()
         return self.finish()
 
+    def _done(self, t) -> bool:
+        return bool(t.max_steps) and self.step >= t.max_steps
+
+    def _check_skips(self, stats: dict) -> None:
+        """Count skipped updates; too many in a row stop the run with the last good state saved."""
+        if not stats["skipped"]:
+            self.skipped_in_a_row = 0
+            return
+        self.skipped_total += 1
+        self.skipped_in_a_row += 1
+        log.warning(
+            "update %d skipped: non-finite loss %.4g or gradient norm %.4g (%d in a row)",
+            self.step,
+            stats["loss"],
+            stats["grad_norm"],
+            self.skipped_in_a_row,
+        )
+        if self.skipped_in_a_row >= self.cfg.train.max_skipped:
+            self.save("last")  # skipped updates never touched the weights: the last good state
+            raise NMTError(
+                f"{self.skipped_in_a_row} updates in a row had a non-finite loss or gradient "
+                f"norm (up to update {self.step}); stopped with the last good state in "
+                f"{self.run_dir / 'checkpoint_last.pt'}; lower --lr, check the data, or train "
+                "in fp32/bf16 instead of fp16"
+            )
+
     def _accumulate(self, iv: Interval, stats: dict, bar) -> Interval:
-        iv.loss += stats["loss"]
-        iv.nll += stats["nll"]
-        iv.correct += stats["correct"]
-        iv.tokens += stats["tokens"]
-        iv.grad_norm += stats["grad_norm"]
         iv.updates += 1
+        if stats["skipped"]:  # its loss is not a number: count it, keep it out of the means
+            iv.skipped += 1
+        else:
+            iv.loss += stats["loss"]
+            iv.nll += stats["nll"]
+            iv.correct += stats["correct"]
+            iv.tokens += stats["tokens"]
+            iv.grad_norm += stats["grad_norm"]
         bar.update(1)
         if bar.n % 10 == 0:
             rate = iv.tokens / max(time.perf_counter() - iv.start, 1e-9)
@@ -259,10 +398,11 @@ class Trainer:
             "nll_loss": iv.nll / tokens,
             "ppl": math.exp(min(iv.nll / tokens, 50.0)),
             "accuracy": iv.correct / tokens,
-            "num_tokens": iv.tokens / iv.updates,
+            "num_tokens": iv.tokens / max(iv.updates - iv.skipped, 1),
             "tokens_per_sec": iv.tokens / elapsed,
             "lr": self.scheduler.get_last_lr()[0],
-            "grad_norm": iv.grad_norm / iv.updates,
+            "grad_norm": iv.grad_norm / max(iv.updates - iv.skipped, 1),
+            "skipped_updates": self.skipped_total,
         }
         for name, value in scalars.items():
             self.writer.add_scalar(f"train/{name}", value, self.step)
@@ -340,10 +480,11 @@ class Trainer:
             # The best checkpoint's validation scores and output are final: never decode twice.
             self.best_valid = metrics
             self._write_outputs(valid, hyps)
-        state = self.state_dict(metrics)
+        self.last_valid = metrics
+        state = self.state_dict()
         if improved:
-            save_checkpoint(state, self.run_dir / "checkpoint_best.pt")
-        save_checkpoint(state, self.run_dir / "checkpoint_last.pt")
+            self.save("best", state)
+        self.save("last", state)
         self.writer.flush()
         patience = self.cfg.train.patience
         if patience and self.bad_validations >= patience:
@@ -351,8 +492,9 @@ class Trainer:
             return True
         return False
 
-    def state_dict(self, valid_metrics: dict) -> dict:
-        """Everything a checkpoint holds: weights, optimizer state, config and tokenizer."""
+    def state_dict(self) -> dict:
+        """Everything a checkpoint holds: all the next update depends on, config and tokenizer."""
+        strip = lambda m: {k: v for k, v in m.items() if not isinstance(v, str)}  # noqa: E731
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -360,15 +502,72 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
+            "batch_pos": self.batch_pos,
+            "rng": rng_state(),
             "best_bleu": self.best_bleu,
             "best_nll": self.best_nll,
             "bad_validations": self.bad_validations,
+            "best_valid": self.best_valid,
+            "skipped_total": self.skipped_total,
+            "skipped_in_a_row": self.skipped_in_a_row,
             "history": self.history,
-            "valid": {k: v for k, v in valid_metrics.items() if not isinstance(v, str)},
+            "valid": strip(self.last_valid),  # the validation this checkpoint was saved after
             "config": self.cfg.to_dict(),
             "vocab_size": len(self.tok),
             "spm_model": self.tok.to_tensor(),
         }
+
+    def load_state(self, state: dict) -> None:
+        """Continue from a checkpoint written by state_dict(): the next update is the same."""
+        missing = [k for k in ("optimizer", "scheduler", "batch_pos", "rng") if k not in state]
+        if missing:
+            raise NMTError(
+                f"the checkpoint lacks {', '.join(missing)} and cannot be resumed exactly; "
+                "pass --overwrite to start the run again"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise NMTError(
+                f"the checkpoint does not fit this model ({str(exc).splitlines()[0][:160]}); "
+                "resume with the run's own model settings or pass --overwrite"
+            ) from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
+        self.best_bleu, self.best_nll = state["best_bleu"], state["best_nll"]
+        self.bad_validations, self.best_valid = state["bad_validations"], state["best_valid"]
+        self.skipped_total = state["skipped_total"]
+        self.skipped_in_a_row = state["skipped_in_a_row"]
+        self.history, self.last_valid = list(state["history"]), dict(state["valid"])
+        set_rng_state(state["rng"])
+        log.info(
+            "resumed at update %d (epoch %d, batch %d)", self.step, self.epoch + 1, self.batch_pos
+        )
+
+    def save(self, kind: str, state: dict | None = None) -> None:
+        """Write checkpoint_best.pt, checkpoint_last.pt or checkpoint_step<N>.pt atomically.
+
+        Numbered checkpoints beyond the newest keep_last are deleted. A failed write (full or
+        read-only disk) leaves the previous file intact and stops with a clear error.
+        """
+        state = self.state_dict() if state is None else state
+        name = f"checkpoint_step{self.step}.pt" if kind == "numbered" else f"checkpoint_{kind}.pt"
+        try:
+            save_checkpoint(state, self.run_dir / name)
+        except OSError as exc:
+            raise NMTError(
+                f"cannot write {self.run_dir / name}: {exc.strerror or exc}; the previous "
+                "checkpoint is intact; free space or fix permissions, then resume"
+            ) from None
+        if kind == "numbered":
+            numbered = sorted(
+                self.run_dir.glob("checkpoint_step*.pt"),
+                key=lambda p: int(p.stem.removeprefix("checkpoint_step")),
+            )
+            for old in numbered[: -self.cfg.train.keep_last]:
+                old.unlink()
 
     def _write_outputs(self, split: Split, hyps: list[str]) -> None:
         """<split>.hyp.txt and <split>.ref.txt, one line per pair, for rescoring with sacrebleu."""

@@ -152,8 +152,9 @@ def test_existing_run_is_not_overwritten(multi30k_run):
     proc = run("train.py", "--config", "configs/toy.yaml", "--run-dir", str(run_dir))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: run directory {run_dir} already holds a run (checkpoint_last.pt, results.json); "
-        "choose another --run-dir or pass --overwrite to replace it"
+        f"error: run directory {run_dir} already holds a finished run (results.json); pass "
+        "--resume to continue it (e.g. with a larger --max-steps), --overwrite to replace it, "
+        "or another --run-dir"
     ]
     assert (run_dir / "checkpoint_last.pt").read_bytes() == before
 

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nmt.report_plots import PLOTS
 
-from .conftest import ROOT
+from .conftest import ROOT, run
 
 
 def module(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -112,8 +112,8 @@ def test_sweep_trains_each_eps_and_writes_the_report(sweep):
     test_rows = table_rows(md, "Test set")
     assert set(test_rows) == {"eps 0 (no smoothing)", "eps 0.3"}
     # The table's BLEU is what the sacrebleu command line prints for the saved files.
-    for label, run in (("eps 0 (no smoothing)", "ls0-seed1"), ("eps 0.3", "ls0.3-seed1")):
-        run_dir = sweep_dir / run
+    for label, name in (("eps 0 (no smoothing)", "ls0-seed1"), ("eps 0.3", "ls0.3-seed1")):
+        run_dir = sweep_dir / name
         cli = sacrebleu_cli(run_dir / "test.hyp.txt", run_dir / "test.ref.txt")
         assert float(test_rows[label]["BLEU"]) == cli
         results = json.loads((run_dir / "results.json").read_text())
@@ -160,16 +160,18 @@ def test_rerun_trains_only_what_is_missing(sweep):
     assert proc.returncode == 0
     done = sweep_dir / "ls0-seed1" / "results.json"
     stamp = done.stat().st_mtime_ns
-    # An interrupted run: it started (config and log written) but never finished.
+    # An interrupted run: killed at update 25, after its checkpoint at update 20.
     partial = sweep_dir / "ls0.1-seed1"
-    partial.mkdir()
-    (partial / "config.yaml").write_text("{}\n")
+    flags = [*train_flags(data), "--smoothing", "0.1", "--seed", "1", "--run-dir", str(partial)]
+    killed = run("train.py", *flags, env={"NMT_TEST_KILL_AT_STEP": "25"})
+    assert killed.returncode == -9
     again = module("nmt.sweep", *args[:1], "0", "0.1", *args[3:], *train_flags(data))
     assert again.returncode == 0, again.stderr[-3000:]
     assert done.stat().st_mtime_ns == stamp
     log = (sweep_dir / "sweep.log").read_text()
     assert f"{sweep_dir / 'ls0-seed1'}: finished earlier, not retrained" in log
-    assert f"{partial}: unfinished earlier attempt, starting it again" in log
+    assert f"{partial}: unfinished earlier attempt, resuming it" in log
+    assert "resumed at update 20" in (partial / "train.log").read_text()
     assert (partial / "results.json").is_file()
     assert set(table_rows((sweep_dir / "report.md").read_text(), "Test set")) == {
         "eps 0 (no smoothing)",

@@ -7,10 +7,11 @@ import torch
 
 from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from nmt.data import Split, pad
+from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, split_target
 from nmt.model import Transformer
 from nmt.search import decode_corpus
-from nmt.trainer import Trainer, resolve_precision
+from nmt.trainer import Interval, Trainer, resolve_precision
 
 V = 40
 
@@ -201,3 +202,94 @@ def test_evaluation_reports_calibration_of_the_teacher_forced_predictions(tmp_pa
         assert metrics[key] == pytest.approx(expected[key], abs=1e-6), key
     assert metrics["calibration_accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-12)
     assert sum(b["count"] for b in metrics["reliability"]) == metrics["num_tokens"] == 36
+
+
+def poison(model, calls: set[int]):
+    """Make the model's forward return NaN logits on the given (1-based) calls."""
+    forward, count = model.forward, [0]
+
+    def patched(*args, **kwargs):
+        count[0] += 1
+        out = forward(*args, **kwargs)
+        return out * float("nan") if count[0] in calls else out
+
+    model.forward = patched
+
+
+def optimizer_snapshot(t):
+    return [
+        (p.detach().clone(), {k: v.clone() for k, v in t.optimizer.state.get(p, {}).items()})
+        for p in t.model.parameters()
+    ]
+
+
+def same(a, b) -> bool:
+    return all(
+        torch.equal(pa, pb) and pa_state.keys() == pb_state.keys()
+        and all(torch.equal(pa_state[k], pb_state[k]) for k in pa_state)
+        for (pa, pa_state), (pb, pb_state) in zip(a, b)
+    )  # fmt: skip
+
+
+def test_nan_batch_skips_the_update_and_is_counted(tmp_path):
+    t = trainer(tmp_path, "nan")
+    poison(t.model, {2})
+    data = [batch(A_SRC, A_TGT)]
+    t.train_step(data)  # a normal update first, so the optimizer has state
+    before = optimizer_snapshot(t)
+    stats = t.train_step(data)
+    t.step = 2
+    t._check_skips(stats)
+    assert stats["skipped"] == 1 and t.skipped_total == 1 and t.skipped_in_a_row == 1
+    assert same(before, optimizer_snapshot(t))  # weights and Adam moments untouched
+    assert all(p.grad is None for p in t.model.parameters())
+    stats = t.train_step(data)
+    t._check_skips(stats)
+    assert stats["skipped"] == 0 and t.skipped_in_a_row == 0 and t.skipped_total == 1
+    assert not same(before, optimizer_snapshot(t))
+    iv = t._accumulate(Interval(), {**stats, "skipped": 1.0, "loss": float("nan")}, FakeBar())
+    assert iv.skipped == 1 and iv.loss == 0.0 and iv.updates == 1
+
+
+class FakeBar:
+    n = 0
+
+    def update(self, k):
+        self.n += k
+
+
+def test_too_many_skips_in_a_row_stop_with_the_last_good_state(tmp_path):
+    from dataclasses import replace
+
+    from nmt.checkpoint import load_checkpoint
+
+    t = trainer(tmp_path, "nan3")
+    t.cfg = replace(t.cfg, train=replace(t.cfg.train, max_skipped=3))
+    t.run_dir.mkdir(parents=True, exist_ok=True)
+    poison(t.model, {2, 3, 4})
+    data = [batch(A_SRC, A_TGT)]
+    t.train_step(data)
+    t.step = 1
+    good = {k: v.clone() for k, v in t.model.state_dict().items()}
+    with pytest.raises(NMTError, match="3 updates in a row had a non-finite loss"):
+        for _ in range(3):
+            t.step += 1
+            t._check_skips(t.train_step(data))
+    saved = load_checkpoint(t.run_dir / "checkpoint_last.pt")
+    assert saved["step"] == 4 and saved["skipped_total"] == 3
+    assert all(torch.equal(saved["model"][k], good[k]) for k in good)
+
+
+def test_loss_scaler_overflow_is_a_skipped_update(tmp_path):
+    """The fp16 path's GradScaler, enabled on the CPU: an overflow halves the scale and skips."""
+    t = trainer(tmp_path, "scaler")
+    t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    data = [batch(A_SRC, A_TGT)]
+    t.train_step(data)
+    scale = t.scaler.get_scale()
+    before = optimizer_snapshot(t)
+    poison(t.model, {1})  # counts from now: the next forward
+    stats = t.train_step(data)
+    assert stats["skipped"] == 1
+    assert t.scaler.get_scale() == scale / 2
+    assert same(before, optimizer_snapshot(t))
