@@ -34,7 +34,6 @@ def main(argv: list[str] | None = None) -> int:
         if resuming:
             state = load_checkpoint(run_dir / "checkpoint_last.pt")
             log.info("resuming from %s (update %d)", run_dir / "checkpoint_last.pt", state["step"])
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         random.seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
@@ -52,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
             tok.save(run_dir / "spm.model")
         model = Transformer(cfg.model, len(tok))
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-        results = Trainer(cfg, model, tok, splits, run_dir, command, state).fit()
+        trainer = Trainer(cfg, model, tok, splits, run_dir, command, state)
+        # Only now: a run that cannot start (bad data, a checkpoint that does not fit) keeps
+        # the config.yaml of the run that is in the directory.
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        results = trainer.fit()
     except NMTError as exc:
         logging.getLogger("train").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)

@@ -43,6 +43,17 @@ class Split:
         )
 
 
+def _refuse_empty_files(paths) -> None:
+    """datasets fails obscurely on an empty data file: name the file instead."""
+    for path in map(Path, paths):
+        if path.suffix.lower() in FILE_BUILDERS and path.is_file() and path.stat().st_size < 64:
+            if not path.read_bytes().strip():
+                raise NMTError(
+                    f"data file {path} is empty: that split has no pairs; fill it, or remove it "
+                    "and name another split"
+                )
+
+
 def _load_file_splits(cfg: DataConfig):
     import datasets
 
@@ -60,6 +71,7 @@ def _load_file_splits(cfg: DataConfig):
         if not Path(path).is_file():
             raise NMTError(f"data file {path} does not exist; check --train/valid/test-file")
         suffixes.add(Path(path).suffix.lower())
+    _refuse_empty_files(files.values())
     builders = {FILE_BUILDERS.get(s) for s in suffixes}
     if None in builders or len(builders) != 1:
         raise NMTError(
@@ -101,6 +113,7 @@ def load_dataset_dict(cfg: DataConfig, candidates: tuple[Path, ...] = DEFAULT_LO
                     "for single files, or point --dataset at their folder"
                 )
             log.info("data: loading local folder %s", source)
+            _refuse_empty_files(Path(source).rglob("*"))
             return datasets.load_dataset(source)
         log.info("data: loading Hub dataset %s %s", source, cfg.dataset_config or "")
         return datasets.load_dataset(source, cfg.dataset_config)

@@ -9,6 +9,7 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,14 @@ def catch_stop_signals():
             signal.signal(sig, old)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
 def rng_state() -> dict:
     """Python, NumPy and torch (and CUDA) generator states, in types torch.load accepts."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -188,6 +197,7 @@ class Interval:
     updates: int = 0
     grad_norm: float = 0.0
     skipped: int = 0
+    data_time: float = 0.0  # seconds spent building batches (the loop waits on it)
     start: float = field(default_factory=time.perf_counter)
 
 
@@ -311,7 +321,10 @@ class Trainer:
                 )
                 while self.batch_pos < len(batches) and not stop:
                     chunk = batches[self.batch_pos : self.batch_pos + t.update_freq]
-                    stats = self.train_step([collate(train, b) for b in chunk])
+                    fetched = time.perf_counter()
+                    group = [collate(train, b) for b in chunk]
+                    interval.data_time += time.perf_counter() - fetched
+                    stats = self.train_step(group)
                     self.batch_pos += len(chunk)
                     self.step += 1
                     interval = self._accumulate(interval, stats, bar)
@@ -403,6 +416,8 @@ class Trainer:
             "lr": self.scheduler.get_last_lr()[0],
             "grad_norm": iv.grad_norm / max(iv.updates - iv.skipped, 1),
             "skipped_updates": self.skipped_total,
+            "data_time_frac": iv.data_time / elapsed,
+            "peak_rss_mb": peak_rss_mb(),
         }
         for name, value in scalars.items():
             self.writer.add_scalar(f"train/{name}", value, self.step)

@@ -173,3 +173,20 @@ def test_unfinished_run_with_another_config_is_refused(reference, cipher, tmp_pa
     assert (run_dir / "checkpoint_last.pt").read_bytes() == (
         ref_dir / "checkpoint_last.pt"
     ).read_bytes()
+
+
+def test_resuming_into_another_architecture_is_one_line(reference, cipher, tmp_path):
+    ref_dir, _ = reference
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("checkpoint_last.pt", "config.yaml", "results.json"):
+        (run_dir / name).write_bytes((ref_dir / name).read_bytes())
+    proc = run("train.py", *flags(cipher, run_dir), "--resume", "--model.ffn_dim", "48")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: the checkpoint does not fit this model (")
+    assert lines[-1].endswith("resume with the run's own model settings or pass --overwrite")
+    assert "Traceback" not in proc.stderr
+    assert (run_dir / "checkpoint_last.pt").read_bytes() == (
+        ref_dir / "checkpoint_last.pt"
+    ).read_bytes()

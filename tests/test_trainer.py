@@ -293,3 +293,43 @@ def test_loss_scaler_overflow_is_a_skipped_update(tmp_path):
     assert stats["skipped"] == 1
     assert t.scaler.get_scale() == scale / 2
     assert same(before, optimizer_snapshot(t))
+
+
+def test_keep_last_numbered_checkpoints(tmp_path):
+    from dataclasses import replace
+
+    t = trainer(tmp_path, "keep")
+    t.cfg = replace(t.cfg, train=replace(t.cfg.train, keep_last=2, save_every=5))
+    t.run_dir.mkdir(parents=True, exist_ok=True)
+    for step in (5, 10, 15, 20):
+        t.step = step
+        t.save("numbered")
+    names = sorted(p.name for p in t.run_dir.glob("checkpoint_step*.pt"))
+    assert names == ["checkpoint_step15.pt", "checkpoint_step20.pt"]
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from nmt.checkpoint import load_checkpoint
+
+    t = trainer(tmp_path, "full")
+    t.run_dir.mkdir(parents=True, exist_ok=True)
+    t.step = 7
+    t.save("last")
+
+    def no_space(obj, handle):
+        handle.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    t.step = 8
+    with pytest.raises(NMTError) as err:
+        t.save("last")
+    monkeypatch.undo()
+    assert str(err.value) == (
+        f"cannot write {t.run_dir / 'checkpoint_last.pt'}: No space left on device; the previous "
+        "checkpoint is intact; free space or fix permissions, then resume"
+    )
+    assert load_checkpoint(t.run_dir / "checkpoint_last.pt")["step"] == 7
+    assert [p.name for p in t.run_dir.iterdir() if p.suffix == ".tmp"] == []
