@@ -127,12 +127,22 @@ def checkpoint_variants(run_dir, tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     state = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
     torch.save({**state, "format_version": 99}, tmp_path / "future.pt")
+    # A checkpoint whose claims do not match its contents: vocabulary and architecture.
+    torch.save({**state, "vocab_size": state["vocab_size"] + 5}, tmp_path / "vocab.pt")
+    config = {**state["config"], "model": {**state["config"]["model"], "ffn_dim": 48}}
+    torch.save({**state, "config": config}, tmp_path / "arch.pt")
     return [
         (tmp_path / "missing.pt", "does not exist"),
         (tmp_path / "truncated.pt", "is not a readable checkpoint (truncated or not a torch file"),
         (tmp_path / "text.pt", "is not a readable checkpoint"),
         (tmp_path / "foreign.pt", "is not a checkpoint written by this project"),
         (tmp_path / "future.pt", "has checkpoint format 99, this version reads 1"),
+        (
+            tmp_path / "vocab.pt",
+            f"pieces but the model was built for {state['vocab_size'] + 5}; the checkpoint is "
+            "inconsistent",
+        ),
+        (tmp_path / "arch.pt", "weights do not match its own architecture"),
     ]
 
 
