@@ -49,9 +49,17 @@ def label_smoothed_nll(
                           2017); eps plays their beta
     Pad rows are 0.
     """
-    lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     mask = labels != pad_id  # (N,)
     safe = labels.masked_fill(~mask, 0)
+    if kind in ("uniform", "fairseq") or eps == 0.0:
+        # Linear in the log-probabilities: one fused function, one (N, V) tensor each way.
+        vocab = logits.size(-1)
+        gold, rest = (1.0 - eps, eps / vocab) if kind == "uniform" else (1.0 - eps, 0.0)
+        if kind == "fairseq" and eps:
+            gold, rest = 1.0 - eps - eps / (vocab - 1), eps / (vocab - 1)
+        loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, rest)
+        return loss, nll, mask
+    lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
     if eps == 0.0:
         loss = nll
@@ -67,6 +75,41 @@ def label_smoothed_nll(
         raise NMTError(f"unknown smoothing type {kind!r}")
     zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
     return torch.where(mask, loss, zero), torch.where(mask, nll, zero), mask
+
+
+class _SmoothedNLL(torch.autograd.Function):
+    """Per-token loss against q = gold * one_hot + rest (all K entries), and the NLL.
+
+    loss = logsumexp(z) - gold * z_y - rest * sum_k z_k, nll = logsumexp(z) - z_y, in float32.
+    Nothing of size (N, V) is kept for backward but the logits themselves; the gradient
+    softmax(z) * (g + h) - q * g - one_hot * h is built in one (N, V) tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, mask, gold: float, rest: float):
+        z = logits.float()  # no copy in fp32
+        peak = z.amax(dim=-1, keepdim=True)  # (N, 1)
+        shifted = z - peak  # the one (N, V) temporary
+        lse = shifted.exp_().sum(dim=-1).log_() + peak.squeeze(-1)  # (N,)
+        z_gold = z.gather(-1, labels[:, None]).squeeze(-1)
+        nll = lse - z_gold
+        loss = lse - gold * z_gold - rest * z.sum(dim=-1) if (gold, rest) != (1.0, 0.0) else nll
+        zero = torch.zeros((), dtype=z.dtype, device=z.device)
+        ctx.save_for_backward(logits, labels, mask, lse)
+        ctx.gold, ctx.rest = gold, rest
+        return torch.where(mask, loss, zero), torch.where(mask, nll, zero)
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_nll):
+        logits, labels, mask, lse = ctx.saved_tensors
+        g = torch.where(mask, grad_loss, 0.0) if grad_loss is not None else torch.zeros_like(lse)
+        h = torch.where(mask, grad_nll, 0.0) if grad_nll is not None else torch.zeros_like(lse)
+        grad = logits.float() - lse[:, None]  # (N, V), then in place: softmax * (g + h)
+        grad.exp_().mul_((g + h)[:, None])
+        if ctx.rest:
+            grad.sub_((ctx.rest * g)[:, None])
+        grad.scatter_add_(-1, labels[:, None], -(ctx.gold * g + h)[:, None])
+        return grad.to(logits.dtype), None, None, None, None
 
 
 class TranslationLoss(nn.Module):

@@ -1,0 +1,136 @@
+"""Peak memory and time of TranslationLoss (forward + backward) against two references.
+
+    python bench/loss_memory.py [--tokens 8192] [--vocab 8000 32000] [--rounds 3] [--device cpu]
+
+Variants, each on the same random logits (tokens, V) and labels, eps = 0.1, summed loss:
+  ours           nmt.loss.TranslationLoss's per-token function (fused forward/backward)
+  autograd       the same formula through plain autograd: log_softmax, gather, mean
+  textbook       a full (tokens, V) smoothed target tensor and F.kl_div
+  cross_entropy  F.cross_entropy(label_smoothing=eps, ignore_index=pad)
+Extra peak memory is what forward + backward adds on top of the inputs: on CUDA from
+torch.cuda.max_memory_allocated, on the CPU from the peak RSS of a fresh process per variant.
+Time is the best of --rounds. The last line reads
+  loss_memory: peak_vs_textbook=R time_vs_cross_entropy=S   (at the largest V)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+EPS, PAD = 0.1, 0
+VARIANTS = ("ours", "autograd", "textbook", "cross_entropy")
+
+
+def loss_fn(name: str):
+    from nmt.loss import label_smoothed_nll
+
+    def ours(z, y):
+        return label_smoothed_nll(z, y, EPS, PAD)[0].sum()
+
+    def autograd(z, y):
+        lp = F.log_softmax(z.float(), dim=-1)
+        nll = -lp.gather(-1, y[:, None]).squeeze(-1)
+        loss = (1 - EPS) * nll - EPS * lp.mean(-1)
+        return torch.where(y != PAD, loss, 0.0).sum()
+
+    def textbook(z, y):
+        lp = F.log_softmax(z.float(), dim=-1)
+        q = torch.full_like(lp, EPS / z.size(-1))
+        q.scatter_(-1, y[:, None], 1 - EPS + EPS / z.size(-1))
+        q[y == PAD] = 0
+        return F.kl_div(lp, q, reduction="sum")
+
+    def cross_entropy(z, y):
+        return F.cross_entropy(z.float(), y, ignore_index=PAD, label_smoothing=EPS, reduction="sum")
+
+    return {"ours": ours, "autograd": autograd, "textbook": textbook,
+            "cross_entropy": cross_entropy}[name]  # fmt: skip
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure(name: str, tokens: int, vocab: int, rounds: int, device: str) -> dict:
+    """Run in a fresh process: extra peak MiB of one forward + backward, best seconds."""
+    torch.set_num_threads(torch.get_num_threads())
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(tokens, vocab, generator=g) * 3).to(device).requires_grad_(True)
+    y = torch.randint(1, vocab, (tokens,), generator=g).to(device)
+    y[::10] = PAD  # a tenth padding
+    fn = loss_fn(name)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = rss_mib()
+    fn(z, y).backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        extra = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        extra = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    best = float("inf")
+    for _ in range(rounds):
+        z.grad = None
+        start = time.perf_counter()
+        fn(z, y).backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    # A checksum of the whole gradient against fixed random weights (after the peak is taken).
+    weights = torch.randn(tokens, vocab, generator=torch.Generator().manual_seed(1))
+    check = float((z.grad.cpu().double() * weights).sum())
+    return {"extra_mib": extra, "seconds": best, "grad_check": check}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--tokens", type=int, default=8192)
+    p.add_argument("--vocab", type=int, nargs="+", default=[8000, 32000])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--one", nargs=2, metavar=("VARIANT", "VOCAB"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        out = measure(args.one[0], args.tokens, int(args.one[1]), args.rounds, args.device)
+        print(json.dumps(out))
+        return
+    size = f"{args.tokens} tokens"
+    print(f"eps {EPS}, {size}, device {args.device}, torch {torch.__version__}")
+    print(f"{'V':>6s} {'variant':14s} {'extra peak MiB':>15s} {'seconds':>9s}")
+    results = {}
+    for vocab in args.vocab:
+        for name in VARIANTS:
+            flags = ["--tokens", str(args.tokens), "--rounds", str(args.rounds)]
+            cmd = [sys.executable, __file__, "--one", name, str(vocab), *flags]
+            cmd += ["--device", args.device]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = results[(vocab, name)] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{vocab:6d} {name:14s} {r['extra_mib']:15.0f} {r['seconds']:9.3f}", flush=True)
+        ref = results[(vocab, "cross_entropy")]["grad_check"]
+        same = all(
+            abs(results[(vocab, n)]["grad_check"] - ref) <= 1e-4 * abs(ref) for n in VARIANTS
+        )
+        print(f"{vocab:6d} gradients agree across variants: {same}")
+    v = max(args.vocab)
+    peak = results[(v, "ours")]["extra_mib"] / results[(v, "textbook")]["extra_mib"]
+    speed = results[(v, "ours")]["seconds"] / results[(v, "cross_entropy")]["seconds"]
+    print(f"loss_memory: peak_vs_textbook={peak:.2f} time_vs_cross_entropy={speed:.2f}")
+
+
+if __name__ == "__main__":
+    main()
