@@ -77,24 +77,42 @@ def label_smoothed_nll(
     return torch.where(mask, loss, zero), torch.where(mask, nll, zero), mask
 
 
+# Rows of the (N, V) logits handled at once in float32: 2**24 elements (64 MiB), so under
+# bf16/fp16 autocast no full float32 copy of the logits is ever made.
+CHUNK_ELEMENTS = 2**24
+
+
+def _row_chunks(n: int, vocab: int):
+    step = max(1, CHUNK_ELEMENTS // vocab)
+    return ((s, min(s + step, n)) for s in range(0, n, step))
+
+
 class _SmoothedNLL(torch.autograd.Function):
     """Per-token loss against q = gold * one_hot + rest (all K entries), and the NLL.
 
-    loss = logsumexp(z) - gold * z_y - rest * sum_k z_k, nll = logsumexp(z) - z_y, in float32.
-    Nothing of size (N, V) is kept for backward but the logits themselves; the gradient
-    softmax(z) * (g + h) - q * g - one_hot * h is built in one (N, V) tensor.
+    loss = logsumexp(z) - gold * z_y - rest * sum_k z_k, nll = logsumexp(z) - z_y, computed in
+    float32 whatever the logits' dtype, over chunks of rows. Nothing of size (N, V) is kept for
+    backward but the logits themselves, and nothing of that size is allocated but the gradient
+    softmax(z) * (g + h) - q * g - one_hot * h, in the logits' dtype.
     """
 
     @staticmethod
     def forward(ctx, logits, labels, mask, gold: float, rest: float):
-        z = logits.float()  # no copy in fp32
-        peak = z.amax(dim=-1, keepdim=True)  # (N, 1)
-        shifted = z - peak  # the one (N, V) temporary
-        lse = shifted.exp_().sum(dim=-1).log_() + peak.squeeze(-1)  # (N,)
-        z_gold = z.gather(-1, labels[:, None]).squeeze(-1)
+        n, vocab = logits.shape
+        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+        z_sum = torch.empty_like(lse) if rest else None
+        for s, e in _row_chunks(n, vocab):
+            z = logits[s:e].float()  # (rows, V): a view when the logits are float32
+            peak = z.amax(dim=-1, keepdim=True)
+            lse[s:e] = (z - peak).exp_().sum(dim=-1).log_() + peak.squeeze(-1)
+            if rest:
+                z_sum[s:e] = z.sum(dim=-1)
+        z_gold = logits.gather(-1, labels[:, None]).squeeze(-1).float()
         nll = lse - z_gold
-        loss = lse - gold * z_gold - rest * z.sum(dim=-1) if (gold, rest) != (1.0, 0.0) else nll
-        zero = torch.zeros((), dtype=z.dtype, device=z.device)
+        loss = lse - gold * z_gold - (rest * z_sum if rest else 0.0)
+        if (gold, rest) == (1.0, 0.0):
+            loss = nll
+        zero = torch.zeros((), dtype=lse.dtype, device=lse.device)
         ctx.save_for_backward(logits, labels, mask, lse)
         ctx.gold, ctx.rest = gold, rest
         return torch.where(mask, loss, zero), torch.where(mask, nll, zero)
@@ -104,12 +122,18 @@ class _SmoothedNLL(torch.autograd.Function):
         logits, labels, mask, lse = ctx.saved_tensors
         g = torch.where(mask, grad_loss, 0.0) if grad_loss is not None else torch.zeros_like(lse)
         h = torch.where(mask, grad_nll, 0.0) if grad_nll is not None else torch.zeros_like(lse)
-        grad = logits.float() - lse[:, None]  # (N, V), then in place: softmax * (g + h)
-        grad.exp_().mul_((g + h)[:, None])
-        if ctx.rest:
-            grad.sub_((ctx.rest * g)[:, None])
-        grad.scatter_add_(-1, labels[:, None], -(ctx.gold * g + h)[:, None])
-        return grad.to(logits.dtype), None, None, None, None
+        grad = torch.empty_like(logits)  # (N, V), the one full-size tensor
+        in_place = logits.dtype == torch.float32
+        for s, e in _row_chunks(*logits.shape):
+            work = grad[s:e] if in_place else torch.empty_like(grad[s:e], dtype=torch.float32)
+            torch.sub(logits[s:e], lse[s:e, None], out=work)  # then: softmax * (g + h)
+            work.exp_().mul_((g + h)[s:e, None])
+            if ctx.rest:
+                work.sub_((ctx.rest * g[s:e])[:, None])
+            work.scatter_add_(-1, labels[s:e, None], -(ctx.gold * g + h)[s:e, None])
+            if not in_place:
+                grad[s:e] = work
+        return grad, None, None, None, None
 
 
 class TranslationLoss(nn.Module):

@@ -1,13 +1,21 @@
-"""Run-directory preparation and logging setup shared by the command-line entry points."""
+"""Run control shared by the entry points: run directories, logging, stop signals, RNG state."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
+import signal
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from nmt.config import Config, flatten
 from nmt.errors import NMTError
+
+log = logging.getLogger(__name__)
 
 # What a finished or running run leaves behind; --overwrite removes exactly these.
 RUN_FILES = (
@@ -107,10 +115,15 @@ class TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logging(log_file: Path | None = None, level: int = logging.INFO) -> None:
-    """Log lines to stderr (through tqdm so bars stay intact) and optionally to a file."""
+def setup_logging(log_file: Path | None = None, level: int = logging.INFO, rank: int = 0) -> None:
+    """Log lines to stderr (through tqdm so bars stay intact) and optionally to a file.
+
+    Ranks other than 0 of a distributed run log warnings and errors only, marked with the rank.
+    """
+    where = f"rank {rank} | " if rank else ""
+    level = max(level, logging.WARNING) if rank else level
     fmt = logging.Formatter(
-        "%(asctime)s | %(levelname)s | %(name)s | %(message)s", "%Y-%m-%d %H:%M:%S"
+        f"%(asctime)s | {where}%(levelname)s | %(name)s | %(message)s", "%Y-%m-%d %H:%M:%S"
     )
     root = logging.getLogger()
     root.setLevel(level)
@@ -125,3 +138,81 @@ def setup_logging(log_file: Path | None = None, level: int = logging.INFO) -> No
         root.addHandler(file_handler)
     for noisy in ("datasets", "fsspec", "filelock", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving checkpoint_last.pt; the same command resumes."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path):
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} after update {step}; saved {run_dir / 'checkpoint_last.pt'}; "
+            "run the same command to resume"
+        )
+
+
+class _Signals:
+    received = 0
+
+
+@contextlib.contextmanager
+def catch_stop_signals():
+    """SIGTERM/SIGINT set a flag instead of killing; a second SIGINT interrupts at once."""
+    flags = _Signals()
+
+    def handler(signum, frame):
+        if flags.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flags.received = signum
+        log.warning("%s received: stopping after this update", signal.Signals(signum).name)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield flags
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch (and CUDA) generator states, in types torch.load accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": list(random.getstate()),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -7,24 +7,31 @@ import json
 import logging
 import math
 import os
-import random
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
+from nmt import distributed
 from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.config import Config
 from nmt.data import Split, collate, make_batches
+from nmt.distributed import SINGLE, World
 from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, split_target
 from nmt.metrics import Calibration, corpus_scores, optimal_logit_gap
 from nmt.optim import build_optimizer, build_scheduler
+from nmt.run import (
+    Preempted,
+    catch_stop_signals,
+    peak_rss_mb,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from nmt.search import decode_corpus
 from nmt.tokenizer import PAD_ID, Tokenizer
 
@@ -115,77 +122,6 @@ def evaluate_loss(
     }
 
 
-class Preempted(Exception):
-    """Training stopped on a signal after saving checkpoint_last.pt; the same command resumes."""
-
-    def __init__(self, signum: int, step: int, run_dir: Path):
-        self.signum, self.step, self.run_dir = signum, step, run_dir
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"stopped by {name} after update {step}; saved {run_dir / 'checkpoint_last.pt'}; "
-            "run the same command to resume"
-        )
-
-
-class _Signals:
-    received = 0
-
-
-@contextlib.contextmanager
-def catch_stop_signals():
-    """SIGTERM/SIGINT set a flag instead of killing; a second SIGINT interrupts at once."""
-    flags = _Signals()
-
-    def handler(signum, frame):
-        if flags.received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        flags.received = signum
-        log.warning("%s received: stopping after this update", signal.Signals(signum).name)
-
-    previous = {}
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: signals stay as they are
-        pass
-    try:
-        yield flags
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
-
-
-def rng_state() -> dict:
-    """Python, NumPy and torch (and CUDA) generator states, in types torch.load accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "python": list(random.getstate()),
-        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 @dataclass
 class Interval:
     """Training sums since the last log line."""
@@ -201,6 +137,13 @@ class Interval:
     start: float = field(default_factory=time.perf_counter)
 
 
+class _NullWriter:
+    """What ranks other than 0 log to: nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
 class Trainer:
     """Owns the optimisation loop of one run and everything it writes to the run directory."""
 
@@ -213,19 +156,32 @@ class Trainer:
         run_dir: Path,
         command: str | None = None,
         state: dict | None = None,
+        world: World = SINGLE,
     ):
-        """state: a checkpoint to resume from (everything the next update depends on)."""
+        """state: a checkpoint to resume from (everything the next update depends on).
+
+        world: this process's rank among torchrun's processes. Each rank trains on its share
+        of every update's batches through DistributedDataParallel; rank 0 alone validates,
+        logs and writes checkpoints.
+        """
         from torch.utils.tensorboard import SummaryWriter
 
+        self.world = world
         self.command = command  # the command line that started the run, for the report
         self.cfg, self.tok, self.splits, self.run_dir = cfg, tokenizer, splits, Path(run_dir)
-        self.device = resolve_device(cfg.train.device)
+        self.device = distributed.init(resolve_device(cfg.train.device), world)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.amp_dtype = AMP_DTYPES[self.precision]
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.model = model.to(self.device)
+        self.net = self.model  # what the update step calls: the DDP wrapper when distributed
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.loss_fn = TranslationLoss(
             len(tokenizer), PAD_ID, cfg.train.smoothing, "sum", cfg.train.smoothing_type
         )
@@ -243,7 +199,11 @@ class Trainer:
             self.load_state(state)
         # TensorBoard drops whatever an interrupted process logged after this step (on a fresh
         # start: anything a run killed before its first checkpoint left behind).
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1)
+        self.writer = (
+            SummaryWriter(str(self.run_dir), purge_step=self.step + 1)
+            if world.main
+            else _NullWriter()
+        )
         log.info(
             "model: %.2fM parameters, device %s, precision %s",
             sum(p.numel() for p in model.parameters()) / 1e6,
@@ -252,35 +212,51 @@ class Trainer:
         )
 
     # ---- one update -------------------------------------------------------------------------
-    def accumulate(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """Forward/backward over an update's batches; gradient = token-loss sum / update tokens."""
-        self.model.train()
-        num_tokens = sum(int((split_target(tgt)[1] != PAD_ID).sum()) for _, tgt in batches)
+    def accumulate(
+        self, batches: list[tuple[torch.Tensor, torch.Tensor]], weight: float = 1.0
+    ) -> dict[str, float]:
+        """Forward/backward over this rank's batches of an update.
+
+        The gradient is the token-loss sum of the whole update (all ranks) divided by its
+        non-pad target tokens (all-reduced). weight 0 runs a batch that counts for nothing, for
+        a rank whose share of the epoch's last update is empty (DDP needs every rank's backward).
+        """
+        self.net.train()
+        mine = weight * sum(int((split_target(tgt)[1] != PAD_ID).sum()) for _, tgt in batches)
+        num_tokens = int(distributed.all_sum([mine], self.world, self.device)[0])
+        # DDP averages gradients over ranks; the factor world.size turns that into their sum.
+        scale = weight * self.world.size / max(num_tokens, 1)
         sums = torch.zeros(3, dtype=torch.float64)  # loss, nll, correct
-        for src, tgt in batches:
+        for i, (src, tgt) in enumerate(batches):
             src, tgt = src.to(self.device), tgt.to(self.device)
-            with torch.autocast(
-                self.device.type,
-                dtype=self.amp_dtype or torch.float32,
-                enabled=self.amp_dtype is not None,
-            ):
-                logits = self.model(src, split_target(tgt)[0])  # (B, T-1, V)
-            out = self.loss_fn(logits, tgt)
-            self.scaler.scale(out["loss"] / max(num_tokens, 1)).backward()
-            sums += torch.tensor(
+            last = i == len(batches) - 1  # DDP all-reduces the gradient on the last backward
+            defer = self.world.distributed and not last
+            with self.net.no_sync() if defer else contextlib.nullcontext():
+                with torch.autocast(
+                    self.device.type,
+                    dtype=self.amp_dtype or torch.float32,
+                    enabled=self.amp_dtype is not None,
+                ):
+                    logits = self.net(src, split_target(tgt)[0])  # (B, T-1, V)
+                out = self.loss_fn(logits, tgt)
+                self.scaler.scale(out["loss"] * scale).backward()
+            sums += weight * torch.tensor(
                 [out["loss"].item(), out["nll_loss"].item(), out["num_correct"].item()],
                 dtype=torch.float64,
             )
-        loss, nll, correct = sums.tolist()
+        loss, nll, correct = distributed.all_sum(sums.tolist(), self.world, self.device)
         return {"loss": loss, "nll": nll, "correct": correct, "tokens": num_tokens}
 
-    def train_step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    def train_step(
+        self, batches: list[tuple[torch.Tensor, torch.Tensor]], weight: float = 1.0
+    ) -> dict[str, float]:
         """One optimizer update: accumulate, unscale, clip, step, schedule.
 
         A non-finite loss or gradient norm (an fp16 overflow included) skips the update: the
-        weights and the optimizer state are untouched, stats["skipped"] is 1.
+        weights and the optimizer state are untouched, stats["skipped"] is 1. The loss and the
+        gradient are global, so every rank takes the same decision.
         """
-        stats = self.accumulate(batches)
+        stats = self.accumulate(batches, weight)
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.train.clip_norm if self.cfg.train.clip_norm > 0 else math.inf
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
@@ -313,6 +289,8 @@ class Trainer:
             disable=None,
             dynamic_ncols=True,
         )
+        if not self.world.main:
+            bar.disable = True
         kill_at = int(os.environ.get("NMT_TEST_KILL_AT_STEP", 0))  # fault injection for tests
         with catch_stop_signals() as signals:
             while not stop and self.epoch < t.max_epochs and not self._done(t):
@@ -320,11 +298,16 @@ class Trainer:
                     src_lens, tgt_lens, self.cfg.data.max_tokens, t.seed, self.epoch
                 )
                 while self.batch_pos < len(batches) and not stop:
-                    chunk = batches[self.batch_pos : self.batch_pos + t.update_freq]
+                    # An update takes update_freq batches per rank; rank r trains on every
+                    # world.size-th of them, so the update is the same for any rank count.
+                    chunk = batches[
+                        self.batch_pos : self.batch_pos + t.update_freq * self.world.size
+                    ]
+                    mine = distributed.shard(chunk, self.world)
                     fetched = time.perf_counter()
-                    group = [collate(train, b) for b in chunk]
+                    group = [collate(train, b) for b in mine or chunk[:1]]
                     interval.data_time += time.perf_counter() - fetched
-                    stats = self.train_step(group)
+                    stats = self.train_step(group, weight=1.0 if mine else 0.0)
                     self.batch_pos += len(chunk)
                     self.step += 1
                     interval = self._accumulate(interval, stats, bar)
@@ -344,11 +327,11 @@ class Trainer:
                     if self.step == kill_at:
                         self.writer.flush()
                         os.kill(os.getpid(), signal.SIGKILL)
-                    if signals.received:
+                    if self._any_rank(signals.received):
                         bar.close()
                         self.save("last")
                         self.writer.close()
-                        raise Preempted(signals.received, self.step, self.run_dir)
+                        raise Preempted(signals.received or signal.SIGTERM, self.step, self.run_dir)
                 if self.batch_pos >= len(batches):
                     self.epoch, self.batch_pos = self.epoch + 1, 0
                     log.info("epoch %d done at update %d", self.epoch, self.step)
@@ -358,6 +341,10 @@ class Trainer:
         if last_valid != self.step:
             self.validate()
         return self.finish()
+
+    def _any_rank(self, flag: int) -> bool:
+        """Whether flag is set on any rank (a signal may reach only some of them)."""
+        return distributed.all_sum([float(bool(flag))], self.world, self.device)[0] > 0
 
     def _done(self, t) -> bool:
         return bool(t.max_steps) and self.step >= t.max_steps
@@ -457,7 +444,27 @@ class Trainer:
         return metrics, hyps
 
     def validate(self) -> bool:
-        """Validate, write TensorBoard/checkpoints; True when early stopping says stop."""
+        """Validate, write TensorBoard/checkpoints; True when early stopping says stop.
+
+        Rank 0 validates while the others wait; its verdict reaches every rank.
+        """
+        improved = self._validate_main() if self.world.main else False
+        improved, self.bad_validations = distributed.broadcast(
+            (improved, self.bad_validations), self.world
+        )
+        state = self.state_dict()
+        if improved:
+            self.save("best", state)
+        self.save("last", state)
+        self.writer.flush()
+        patience = self.cfg.train.patience
+        if patience and self.bad_validations >= patience:
+            log.info("early stopping: no better validation BLEU in %d validations", patience)
+            return True
+        return False
+
+    def _validate_main(self) -> bool:
+        """Score the validation split, log it, keep the best; True when it improved."""
         valid = self.splits["valid"]
         metrics, hyps = self.evaluate(valid)
         for name in VALID_SCALARS:
@@ -496,21 +503,16 @@ class Trainer:
             self.best_valid = metrics
             self._write_outputs(valid, hyps)
         self.last_valid = metrics
-        state = self.state_dict()
-        if improved:
-            self.save("best", state)
-        self.save("last", state)
-        self.writer.flush()
-        patience = self.cfg.train.patience
-        if patience and self.bad_validations >= patience:
-            log.info("early stopping: no better validation BLEU in %d validations", patience)
-            return True
-        return False
+        return improved
 
     def state_dict(self) -> dict:
-        """Everything a checkpoint holds: all the next update depends on, config and tokenizer."""
+        """Everything a checkpoint holds: all the next update depends on, config and tokenizer.
+
+        Called on every rank at once: each rank's RNG state (dropout) is gathered to rank 0.
+        """
         strip = lambda m: {k: v for k, v in m.items() if not isinstance(v, str)}  # noqa: E731
         return {
+            "rng_ranks": distributed.gather(rng_state(), self.world),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -556,7 +558,13 @@ class Trainer:
         self.skipped_total = state["skipped_total"]
         self.skipped_in_a_row = state["skipped_in_a_row"]
         self.history, self.last_valid = list(state["history"]), dict(state["valid"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or []
+        if len(ranks) == self.world.size:
+            set_rng_state(ranks[self.world.rank])
+        elif self.world.main:
+            set_rng_state(state["rng"])
+        else:  # resumed with more ranks than were saved: a fresh dropout stream per rank
+            seed_everything(self.cfg.train.seed + 1000 * self.world.rank + self.step)
         log.info(
             "resumed at update %d (epoch %d, batch %d)", self.step, self.epoch + 1, self.batch_pos
         )
@@ -568,6 +576,8 @@ class Trainer:
         read-only disk) leaves the previous file intact and stops with a clear error.
         """
         state = self.state_dict() if state is None else state
+        if not self.world.main:
+            return
         name = f"checkpoint_step{self.step}.pt" if kind == "numbered" else f"checkpoint_{kind}.pt"
         try:
             save_checkpoint(state, self.run_dir / name)
@@ -592,7 +602,12 @@ class Trainer:
         )
 
     def finish(self) -> dict:
-        """Score the best checkpoint on test; write results (validation scores are kept)."""
+        """Score the best checkpoint on test; write results (validation scores are kept).
+
+        Rank 0's work: the other ranks return an empty dict.
+        """
+        if not self.world.main:
+            return {}
         best = load_checkpoint(self.run_dir / "checkpoint_best.pt", self.device)
         self.model.load_state_dict(best["model"])
         results: dict = {

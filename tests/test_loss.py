@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nmt import loss as loss_module
 from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, label_smoothed_nll, split_target
 
@@ -141,7 +142,7 @@ class AllocationCounter(TorchDispatchMode):
 
     def __init__(self, numel: int):
         super().__init__()
-        self.numel, self.count = numel, 0
+        self.numel, self.count, self.dtypes, self.largest = numel, 0, [], 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -158,6 +159,9 @@ class AllocationCounter(TorchDispatchMode):
                 and t.untyped_storage().data_ptr() not in storages
             ):
                 self.count += 1
+                self.dtypes.append(t.dtype)
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in storages:
+                self.largest = max(self.largest, t.numel())
         return out
 
 
@@ -168,6 +172,45 @@ def test_no_tokens_by_vocab_target_tensor():
         TranslationLoss(301, smoothing=0.1)(logits, target)
     # Exactly one (tokens, V) tensor is allocated: the log-probabilities themselves.
     assert counter.count == 1
+
+
+@pytest.mark.parametrize("kind", ["uniform", "fairseq"])
+def test_row_chunks_give_the_same_loss_and_gradient(monkeypatch, kind):
+    # Chunks of 3 rows over 45 tokens (the last chunk ragged) against one chunk.
+    logits, target = random_batch(7, 5, 10, 97)
+    outs = []
+    for chunk in (2**24, 3 * 97):
+        monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", chunk)
+        x = logits.clone().requires_grad_()
+        out = TranslationLoss(97, smoothing=0.2, smoothing_type=kind)(x, target)
+        (out["loss"] + 0.5 * out["nll_loss"]).backward()
+        outs.append((out["loss"].item(), out["nll_loss"].item(), x.grad))
+    assert outs[0][:2] == pytest.approx(outs[1][:2], abs=1e-6)
+    torch.testing.assert_close(outs[0][2], outs[1][2], atol=1e-7, rtol=1e-6)
+
+
+def test_bf16_logits_no_float32_copy_and_cross_entropy_values(monkeypatch):
+    # Under autocast the logits are bf16. The loss is computed in float32 a few rows at a
+    # time: the only (tokens, V) allocation in forward and backward is the bf16 gradient.
+    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 8 * 301)
+    logits, target = random_batch(11, 6, 12, 301)
+    x = logits.to(torch.bfloat16).requires_grad_()
+    n_tokens_by_v = logits[..., 0].numel() * 301
+    with AllocationCounter(n_tokens_by_v) as counter:
+        out = TranslationLoss(301, smoothing=0.1)(x, target)
+        out["loss"].backward()
+    assert counter.dtypes == [torch.bfloat16] and x.grad.dtype == torch.bfloat16
+    assert counter.largest <= n_tokens_by_v and out["loss"].dtype == torch.float32
+    # Values: F.cross_entropy on the same bf16 numbers taken to float32.
+    ref_x = x.detach().float().requires_grad_()
+    labels = target[:, 1:]
+    ref = F.cross_entropy(
+        ref_x.reshape(-1, 301), labels.reshape(-1), ignore_index=PAD, label_smoothing=0.1
+    )
+    ref.backward()
+    assert out["loss"].item() == pytest.approx(ref.item(), abs=1e-5)
+    # The gradient is the float32 one rounded once to bf16.
+    torch.testing.assert_close(x.grad, ref_x.grad.to(torch.bfloat16), atol=1e-6, rtol=1e-2)
 
 
 def test_pure_function_zeroes_pad_rows():

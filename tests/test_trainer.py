@@ -7,6 +7,7 @@ import torch
 
 from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from nmt.data import Split, pad
+from nmt.distributed import SINGLE
 from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, split_target
 from nmt.model import Transformer
@@ -27,7 +28,7 @@ class FakeTok:
         return [" ".join(f"w{i}" for i in row) for row in ids]
 
 
-def trainer(tmp_path, name, update_freq=1, beam=1):
+def trainer(tmp_path, name, update_freq=1, beam=1, world=SINGLE):
     cfg = Config(
         decode=DecodeConfig(beam=beam, max_len_a=1.0, max_len_b=3),
         data=DataConfig(vocab_size=V),
@@ -37,7 +38,7 @@ def trainer(tmp_path, name, update_freq=1, beam=1):
         train=TrainConfig(device="cpu", update_freq=update_freq, smoothing=0.1),
     )
     torch.manual_seed(0)
-    return Trainer(cfg, Transformer(cfg.model, V), FakeTok(), {}, tmp_path / name)
+    return Trainer(cfg, Transformer(cfg.model, V), FakeTok(), {}, tmp_path / name, world=world)
 
 
 def batch(seqs_src, seqs_tgt):
