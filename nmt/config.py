@@ -81,6 +81,7 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False  # torch.compile the model; batch lengths padded to a multiple of 8
     run_dir: str | None = None  # None = runs/<dataset>-<src>-<tgt>-ls<smoothing>
     num_samples: int = 3  # translations written to TensorBoard at each validation
     save_every: int = 0  # also save checkpoint_last.pt every N updates; 0 = at validations only
@@ -370,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with data/model/train/decode sections")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing run in --run-dir"
+    )
+    parser.add_argument(
+        "--compile",
+        dest="train.compile",
+        action="store_const",
+        const="true",
+        default=None,
+        help="torch.compile the model (batch lengths padded to a multiple of 8 so that few "
+        "shapes are compiled)",
     )
     parser.add_argument(
         "--resume",

@@ -258,17 +258,26 @@ def make_batches(
     return batches
 
 
-def pad(seqs: list[list[int]]) -> torch.Tensor:
-    """Right-pad id lists with PAD_ID into a (B, T) LongTensor."""
-    out = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)
+def pad(seqs: list[list[int]], width: int = 0) -> torch.Tensor:
+    """Right-pad id lists with PAD_ID into a (B, T) LongTensor, T = max(width, longest)."""
+    out = torch.full((len(seqs), max(width, *map(len, seqs))), PAD_ID, dtype=torch.long)
     for row, seq in enumerate(seqs):
         out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
     return out
 
 
-def collate(split: Split, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(src (B, S), tgt (B, T)) padded id tensors for the given example indices."""
-    return pad([split.src_ids[i] for i in indices]), pad([split.tgt_ids[i] for i in indices])
+def collate(
+    split: Split, indices: np.ndarray, multiple: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(src (B, S), tgt (B, T)) padded id tensors for the given example indices.
+
+    multiple > 1 rounds S and T - 1 (the decoder's length) up to a multiple of it, so that a
+    compiled model sees few distinct shapes; padding changes no loss, NLL or count.
+    """
+    src = [split.src_ids[i] for i in indices]
+    tgt = [split.tgt_ids[i] for i in indices]
+    up = lambda n: -(-n // multiple) * multiple  # noqa: E731
+    return pad(src, up(max(map(len, src)))), pad(tgt, up(max(map(len, tgt)) - 1) + 1)
 
 
 def load_data(cfg: DataConfig, tok_builder, candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS):

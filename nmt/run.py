@@ -47,7 +47,9 @@ def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
     except (OSError, yaml.YAMLError, NMTError):
         return None
     old, new = (flatten(c.to_dict(), "config") for c in (saved, cfg))
-    return [k for k in new if k != "train.run_dir" and old.get(k) != new[k]]
+    # Where the run lives and whether the model is compiled change no number of the run.
+    same = ("train.run_dir", "train.compile")
+    return [k for k in new if k not in same and old.get(k) != new[k]]
 
 
 def remove_stale_temp_files(run_dir: Path) -> int:

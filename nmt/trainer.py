@@ -137,6 +137,13 @@ class Interval:
     start: float = field(default_factory=time.perf_counter)
 
 
+def compiled_graphs() -> int:
+    """How many graphs torch.compile has built in this process (each new shape may add one)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 class _NullWriter:
     """What ranks other than 0 log to: nothing."""
 
@@ -182,6 +189,11 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
+        # Compiled: lengths padded to a multiple of 8, so few shapes are compiled (logged as
+        # train/compiled_graphs); after the second shape dynamo marks lengths dynamic.
+        self.pad_multiple = 8 if cfg.train.compile else 1
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
         self.loss_fn = TranslationLoss(
             len(tokenizer), PAD_ID, cfg.train.smoothing, "sum", cfg.train.smoothing_type
         )
@@ -305,7 +317,7 @@ class Trainer:
                     ]
                     mine = distributed.shard(chunk, self.world)
                     fetched = time.perf_counter()
-                    group = [collate(train, b) for b in mine or chunk[:1]]
+                    group = [collate(train, b, self.pad_multiple) for b in mine or chunk[:1]]
                     interval.data_time += time.perf_counter() - fetched
                     stats = self.train_step(group, weight=1.0 if mine else 0.0)
                     self.batch_pos += len(chunk)
@@ -406,6 +418,10 @@ class Trainer:
             "data_time_frac": iv.data_time / elapsed,
             "peak_rss_mb": peak_rss_mb(),
         }
+        if self.scaler.is_enabled():  # fp16: the loss scale GradScaler settled on
+            scalars["loss_scale"] = self.scaler.get_scale()
+        if self.cfg.train.compile:
+            scalars["compiled_graphs"] = compiled_graphs()
         for name, value in scalars.items():
             self.writer.add_scalar(f"train/{name}", value, self.step)
         log.info(

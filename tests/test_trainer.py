@@ -14,6 +14,8 @@ from nmt.model import Transformer
 from nmt.search import decode_corpus
 from nmt.trainer import Interval, Trainer, resolve_precision
 
+from .test_cli import scalars
+
 V = 40
 
 
@@ -294,6 +296,10 @@ def test_loss_scaler_overflow_is_a_skipped_update(tmp_path):
     assert stats["skipped"] == 1
     assert t.scaler.get_scale() == scale / 2
     assert same(before, optimizer_snapshot(t))
+    # The scale is logged with the interval (train/loss_scale), here 2**15 after the overflow.
+    t._log_train(Interval(tokens=7, updates=2, skipped=1))
+    t.writer.flush()
+    assert scalars(t.run_dir)["train/loss_scale"] == [(0, 2.0**15)]
 
 
 def test_keep_last_numbered_checkpoints(tmp_path):
