@@ -88,7 +88,12 @@ def _data(cfg, state: dict | None, run_dir, world):
     tok, splits = load_data(
         d,
         lambda texts: train_or_load(
-            texts, d.vocab_size, d.spm_model_type, d.character_coverage, d.cache_dir
+            texts,
+            d.vocab_size,
+            d.spm_model_type,
+            d.character_coverage,
+            d.cache_dir,
+            d.spm_max_sentences,
         ),
     )
     if world.main:

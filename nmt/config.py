@@ -40,6 +40,8 @@ class DataConfig:
     max_len: int = 256  # tokens per side incl. BOS/EOS; longer training pairs are dropped
     max_tokens: int = 4096  # per batch, counted including padding
     cache_dir: str | None = None  # tokenizer cache; None = $NMT_CACHE or ~/.cache/nmt
+    num_proc: int = 0  # processes tokenizing the training split; 0 = auto (from 100k pairs)
+    spm_max_sentences: int = 500_000  # SentencePiece trains on a random sample this large
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ def validate(cfg: Config) -> Config:
         (t.lr > 0, "train.lr", "must be positive"),
         (t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"),
         (t.update_freq >= 1, "train.update_freq", "must be >= 1"),
+        (cfg.data.num_proc >= 0, "data.num_proc", "must be >= 0 (0 = auto)"),
+        (cfg.data.spm_max_sentences >= 0, "data.spm_max_sentences", "must be >= 0 (0 = all)"),
         (
             t.max_steps >= 0 and t.max_epochs >= 1,
             "train.max_steps",

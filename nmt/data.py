@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,8 @@ DEFAULT_HUB_DATASET = "bentrevett/multi30k"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The default dataset: a local copy here (git-ignored) wins over the Hub.
 DEFAULT_LOCAL_DIRS = (Path("data") / "multi30k", PROJECT_ROOT / "data" / "multi30k")
+# Bump when what encode_arrow writes changes: older cached tables are then not reused.
+ENCODING_VERSION = 1
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -41,6 +45,31 @@ class Split:
             np.fromiter(map(len, self.src_ids), np.int64, len(self)),
             np.fromiter(map(len, self.tgt_ids), np.int64, len(self)),
         )
+
+    def rows(self, indices) -> tuple[list[list[int]], list[list[int]]]:
+        """Source and target ids of the given pairs."""
+        return [self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices]
+
+
+class ArrowSplit:
+    """The training split as ids in a memory-mapped Arrow table (the datasets cache).
+
+    Only the lengths live in memory (two int64 arrays); a batch reads its own rows.
+    """
+
+    def __init__(self, name: str, table, src_lens: np.ndarray, tgt_lens: np.ndarray):
+        self.name, self.table = name, table  # datasets.Dataset with src_ids, tgt_ids
+        self.src_lens, self.tgt_lens = src_lens, tgt_lens
+
+    def __len__(self) -> int:
+        return len(self.src_lens)
+
+    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.src_lens, self.tgt_lens
+
+    def rows(self, indices) -> tuple[list[list[int]], list[list[int]]]:
+        batch = self.table[[int(i) for i in indices]]
+        return batch["src_ids"], batch["tgt_ids"]
 
 
 def _refuse_empty_files(paths) -> None:
@@ -137,16 +166,16 @@ def load_dataset_dict(cfg: DataConfig, candidates: tuple[Path, ...] = DEFAULT_LO
         ) from None
 
 
-def _pairs(ds, split: str, src: str, tgt: str) -> tuple[list, list]:
-    """Source and target columns of one split: flat {src, tgt} or nested 'translation'."""
+def _nested(ds, split: str, src: str, tgt: str) -> bool:
+    """Whether the pairs sit in a nested 'translation' column (else flat {src, tgt} columns)."""
     columns = ds.column_names
     if src in columns and tgt in columns:
-        return list(ds[src]), list(ds[tgt])
+        return False
     if "translation" in columns:
-        flat = ds.flatten()
-        langs = [c.split(".", 1)[1] for c in flat.column_names if c.startswith("translation.")]
+        feature = ds.features["translation"]  # a dict of strings, or a Translation feature
+        langs = list(getattr(feature, "languages", None) or feature.keys())
         if src in langs and tgt in langs:
-            return list(flat[f"translation.{src}"]), list(flat[f"translation.{tgt}"])
+            return True
     else:
         langs = columns
     raise NMTError(
@@ -155,8 +184,26 @@ def _pairs(ds, split: str, src: str, tgt: str) -> tuple[list, list]:
     )
 
 
-def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str], list[str]]:
-    """Raw text pairs of one split, rows with an empty or missing side skipped and counted."""
+def _batch_pairs(batch: dict, nested: bool, src: str, tgt: str) -> tuple[list, list]:
+    """Source and target texts of a column batch; a missing side is None."""
+    if nested:
+        pairs = batch["translation"]
+        return [p.get(src) for p in pairs], [p.get(tgt) for p in pairs]
+    return batch[src], batch[tgt]
+
+
+def _usable(s, t) -> bool:
+    return isinstance(s, str) and isinstance(t, str) and bool(s.strip()) and bool(t.strip())
+
+
+def _pairs(ds, split: str, src: str, tgt: str) -> tuple[list, list]:
+    """Source and target columns of one split: flat {src, tgt} or nested 'translation'."""
+    nested = _nested(ds, split, src, tgt)
+    return _batch_pairs(ds[:], nested, src, tgt)
+
+
+def _split(dd, name: str, cfg: DataConfig, limit: int = 0):
+    """One split of the DatasetDict (its first `limit` rows when limit > 0)."""
     if name not in dd:
         raise NMTError(
             f"the dataset has no '{name}' split (it has {', '.join(dd)}); "
@@ -164,14 +211,14 @@ def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str
             f"_split or give files with --train-file/--valid-file"
         )
     ds = dd[name]
-    if limit:
-        ds = ds.select(range(min(limit, len(ds))))
+    return ds.select(range(min(limit, len(ds)))) if limit else ds
+
+
+def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str], list[str]]:
+    """Raw text pairs of one split, rows with an empty or missing side skipped and counted."""
+    ds = _split(dd, name, cfg, limit)
     srcs, tgts = _pairs(ds, name, cfg.src, cfg.tgt)
-    keep = [
-        i
-        for i, (s, t) in enumerate(zip(srcs, tgts))
-        if isinstance(s, str) and isinstance(t, str) and s.strip() and t.strip()
-    ]
+    keep = [i for i, (s, t) in enumerate(zip(srcs, tgts)) if _usable(s, t)]
     if len(keep) < len(srcs):
         log.warning(
             "%s: skipped %d of %d rows with an empty or missing side",
@@ -182,6 +229,93 @@ def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str
     if not keep:
         raise NMTError(f"split '{name}' has no usable {cfg.src}-{cfg.tgt} pairs")
     return [srcs[i].strip() for i in keep], [tgts[i].strip() for i in keep]
+
+
+class TrainingText:
+    """The usable source sentences, then the target ones, of a split: streamed, never a list."""
+
+    def __init__(self, ds, nested: bool, src: str, tgt: str):
+        self.ds, self.nested, self.src, self.tgt = ds, nested, src, tgt
+        self.count = 0  # sentences yielded by the latest pass
+
+    def __iter__(self):
+        self.count = 0
+        for side in (0, 1):
+            for batch in self.ds.iter(batch_size=10_000):
+                for pair in zip(*_batch_pairs(batch, self.nested, self.src, self.tgt)):
+                    if _usable(*pair):
+                        self.count += 1
+                        yield pair[side].strip()
+
+
+class _Encoder:
+    """datasets.map batch function: text pairs -> ids and lengths (length 0: unusable row)."""
+
+    def __init__(self, tok: Tokenizer, nested: bool, src: str, tgt: str):
+        self.tok, self.nested, self.src, self.tgt = tok, nested, src, tgt
+
+    def __call__(self, batch: dict) -> dict:
+        srcs, tgts = _batch_pairs(batch, self.nested, self.src, self.tgt)
+        ok = [_usable(s, t) for s, t in zip(srcs, tgts)]
+        s_ids = self.tok.encode([s.strip() if k else "" for s, k in zip(srcs, ok)])
+        t_ids = self.tok.encode([t.strip() if k else "" for t, k in zip(tgts, ok)])
+        src_ids = [ids + [EOS_ID] if k else [] for ids, k in zip(s_ids, ok)]
+        tgt_ids = [[BOS_ID] + ids + [EOS_ID] if k else [] for ids, k in zip(t_ids, ok)]
+        return {
+            "src_ids": src_ids,
+            "tgt_ids": tgt_ids,
+            "src_len": [len(x) for x in src_ids],
+            "tgt_len": [len(x) for x in tgt_ids],
+        }
+
+
+def encode_arrow(ds, name: str, cfg: DataConfig, tok: Tokenizer, nested: bool) -> ArrowSplit:
+    """Tokenize a training split with datasets.map into the datasets cache (Arrow, mmapped).
+
+    Keyed by the data's fingerprint, the tokenizer and the language pair: a second run with
+    the same data and tokenizer reads the cache. Rows with an empty side, or longer than
+    max_len tokens, are left out by an index mapping (nothing is copied).
+    """
+    key = hashlib.sha256(tok.proto).hexdigest()
+    fingerprint = hashlib.sha256(
+        f"{ds._fingerprint}|{key}|{cfg.src}|{cfg.tgt}|ids-v{ENCODING_VERSION}".encode()
+    ).hexdigest()[:32]
+    auto = min(os.cpu_count() or 1, 8) if len(ds) >= 100_000 else None
+    num_proc = cfg.num_proc or auto
+    encoded = ds.map(
+        _Encoder(tok, nested, cfg.src, cfg.tgt),
+        batched=True,
+        batch_size=1000,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        remove_columns=ds.column_names,
+        new_fingerprint=fingerprint,
+        desc=f"tokenizing {name}",
+    )
+    src_lens = encoded.data.column("src_len").to_numpy().astype(np.int64)
+    tgt_lens = encoded.data.column("tgt_len").to_numpy().astype(np.int64)
+    usable = src_lens > 0
+    if not usable.any():
+        raise NMTError(f"split '{name}' has no usable {cfg.src}-{cfg.tgt} pairs")
+    if not usable.all():
+        log.warning(
+            "%s: skipped %d of %d rows with an empty or missing side",
+            name,
+            int((~usable).sum()),
+            len(usable),
+        )
+    short = np.maximum(src_lens, tgt_lens) <= cfg.max_len
+    if (usable & ~short).any():
+        log.info(
+            "%s: dropped %d of %d pairs longer than %d tokens",
+            name,
+            int((usable & ~short).sum()),
+            int(usable.sum()),
+            cfg.max_len,
+        )
+    keep = np.flatnonzero(usable & short)
+    if len(keep) < len(encoded):
+        encoded = encoded.select(keep)
+    return ArrowSplit(name, encoded, src_lens[keep], tgt_lens[keep])
 
 
 def truncate(ids: list[int], max_len: int) -> list[int]:
@@ -267,15 +401,14 @@ def pad(seqs: list[list[int]], width: int = 0) -> torch.Tensor:
 
 
 def collate(
-    split: Split, indices: np.ndarray, multiple: int = 1
+    split: Split | ArrowSplit, indices: np.ndarray, multiple: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(src (B, S), tgt (B, T)) padded id tensors for the given example indices.
 
     multiple > 1 rounds S and T - 1 (the decoder's length) up to a multiple of it, so that a
     compiled model sees few distinct shapes; padding changes no loss, NLL or count.
     """
-    src = [split.src_ids[i] for i in indices]
-    tgt = [split.tgt_ids[i] for i in indices]
+    src, tgt = split.rows(indices)
     up = lambda n: -(-n // multiple) * multiple  # noqa: E731
     return pad(src, up(max(map(len, src)))), pad(tgt, up(max(map(len, tgt)) - 1) + 1)
 
@@ -287,11 +420,18 @@ def load_data(cfg: DataConfig, tok_builder, candidates: tuple[Path, ...] = DEFAU
     Returns (tokenizer, {'train': Split, 'valid': Split, 'test': Split or absent}).
     """
     dd = load_dataset_dict(cfg, candidates)
-    train_src, train_tgt = read_split(dd, cfg.train_split, cfg, cfg.max_train_pairs)
+    train_ds = _split(dd, cfg.train_split, cfg, cfg.max_train_pairs)
+    nested = _nested(train_ds, cfg.train_split, cfg.src, cfg.tgt)
     valid_src, valid_tgt = read_split(dd, cfg.valid_split, cfg, cfg.max_valid_pairs)
-    tok = tok_builder(train_src + train_tgt)
+    text = TrainingText(train_ds, nested, cfg.src, cfg.tgt)
+    try:
+        tok = tok_builder(text)
+    except NMTError:
+        if text.count == 0:  # SentencePiece had nothing to read: say why
+            raise NMTError(f"split 'train' has no usable {cfg.src}-{cfg.tgt} pairs") from None
+        raise
     splits = {
-        "train": encode_split("train", train_src, train_tgt, tok, cfg.max_len, drop_long=True),
+        "train": encode_arrow(train_ds, "train", cfg, tok, nested),
         "valid": encode_split("valid", valid_src, valid_tgt, tok, cfg.max_len, drop_long=False),
     }
     if cfg.test_split in dd:

@@ -48,7 +48,7 @@ def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
         return None
     old, new = (flatten(c.to_dict(), "config") for c in (saved, cfg))
     # Where the run lives and whether the model is compiled change no number of the run.
-    same = ("train.run_dir", "train.compile")
+    same = ("train.run_dir", "train.compile", "data.num_proc")
     return [k for k in new if k not in same and old.get(k) != new[k]]
 
 

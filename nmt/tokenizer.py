@@ -35,6 +35,9 @@ class Tokenizer:
                 f"SentencePiece model has special ids {ids}, expected pad/unk/bos/eos 0-3"
             )
 
+    def __reduce__(self):  # pickled as its model bytes (for datasets.map worker processes)
+        return type(self), (self.proto,)
+
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         """Load a .model file."""
@@ -80,15 +83,23 @@ def _cache_root(cache_dir: str | None) -> Path:
 
 
 def train_or_load(
-    texts: Sequence[str],
+    texts: Iterable[str],
     vocab_size: int,
     model_type: str = "unigram",
     character_coverage: float = 1.0,
     cache_dir: str | None = None,
+    max_sentences: int = 500_000,
 ) -> Tokenizer:
-    """Train a joint model on texts, or reuse the cached one trained on the same inputs."""
+    """Train a joint model on texts, or reuse the cached one trained on the same inputs.
+
+    texts is read twice (hash, then corpus file): a list, or an iterable that restarts.
+    """
     digest = hashlib.sha256()
-    digest.update(f"{spm.__version__}|{vocab_size}|{model_type}|{character_coverage}".encode())
+    # SentencePiece holds what it trains on in memory (about 2 kB a sentence for unigram): it
+    # reads a random sample of max_sentences lines (0 = all), which bounds memory at any scale.
+    digest.update(
+        f"{spm.__version__}|{vocab_size}|{model_type}|{character_coverage}|{max_sentences}".encode()
+    )
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\n")
@@ -101,13 +112,17 @@ def train_or_load(
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
         corpus = Path(tmp) / "corpus.txt"
         # SentencePiece reads lines, so newlines inside a sentence would split it.
-        corpus.write_text("".join(t.replace("\n", " ") + "\n" for t in texts), encoding="utf-8")
+        lines = 0
+        with corpus.open("w", encoding="utf-8") as out:
+            for text in texts:
+                out.write(text.replace("\n", " ") + "\n")
+                lines += 1
         prefix = Path(tmp) / "spm"
         log.info(
             "tokenizer: training %s SentencePiece model, vocab %d, on %d lines",
             model_type,
             vocab_size,
-            len(texts),
+            lines,
         )
         try:
             spm.SentencePieceTrainer.train(
@@ -120,7 +135,7 @@ def train_or_load(
                 unk_id=UNK_ID,
                 bos_id=BOS_ID,
                 eos_id=EOS_ID,
-                input_sentence_size=2_000_000,
+                input_sentence_size=max_sentences,
                 shuffle_input_sentence=True,
                 num_threads=os.cpu_count() or 1,
                 minloglevel=2,

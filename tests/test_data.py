@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from nmt.data import (
     read_split,
 )
 from nmt.errors import NMTError
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_or_load
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_or_load
 from tests.conftest import synthetic_pairs, write_jsonl
 
 
@@ -183,11 +184,57 @@ def test_load_data_on_multi30k_slice(multi30k):
         max(len(tok.encode([r["en"]])[0]) + 1, len(tok.encode([r["de"]])[0]) + 2) <= 40 for r in raw
     ]
     assert len(train) == sum(fits) < 1000  # exactly the over-long pairs dropped
-    assert train.src_text == [r["en"] for r, ok in zip(raw, fits) if ok]
-    assert all(s[-1] == EOS_ID for s in train.src_ids)
-    assert all(t[0] == BOS_ID and t[-1] == EOS_ID for t in train.tgt_ids)
-    assert max(map(len, train.tgt_ids)) <= 40
-    assert tok.decode([train.tgt_ids[0]])[0] == train.tgt_text[0]
+    kept = [r for r, ok in zip(raw, fits) if ok]
+    src_ids, tgt_ids = train.rows(range(len(train)))
+    assert src_ids == [ids + [EOS_ID] for ids in tok.encode([r["en"] for r in kept])]
+    assert tgt_ids == [[BOS_ID] + ids + [EOS_ID] for ids in tok.encode([r["de"] for r in kept])]
+    src_lens, tgt_lens = train.lengths()
+    assert src_lens.dtype == np.int64 and src_lens.tolist() == [len(s) for s in src_ids]
+    assert tgt_lens.tolist() == [len(t) for t in tgt_ids] and tgt_lens.max() <= 40
+    assert tok.decode([tgt_ids[0]])[0] == kept[0]["de"]
+    # The tokenizer read the same text as from a list (same cache key, same model), and a
+    # second load reads the tokenized table from the datasets cache instead of rebuilding it.
+    texts = [r["en"] for r in raw] + [r["de"] for r in raw]
+    assert train_or_load(texts, cfg.vocab_size).proto == tok.proto
+    files = [f["filename"] for f in train.table.cache_files]
+    stamps = [os.stat(f).st_mtime_ns for f in files]
+    _, again = load_data(cfg, lambda texts: train_or_load(texts, cfg.vocab_size))
+    assert [f["filename"] for f in again["train"].table.cache_files] == files
+    assert [os.stat(f).st_mtime_ns for f in files] == stamps
+    assert again["train"].rows([0, 5]) == train.rows([0, 5])
+
+
+def test_training_split_skips_empty_rows_and_reads_nested_pairs(tmp_path, caplog):
+    rows = [
+        {"translation": {"en": "a b", "xx": "c"}},
+        {"translation": {"en": " ", "xx": "d"}},
+        {"translation": {"en": "e", "xx": None}},
+        {"translation": {"en": "f g h", "xx": "i j"}},
+    ]
+    folder = tmp_path / "nested"
+    write_jsonl(folder / "train.jsonl", rows)
+    write_jsonl(folder / "validation.jsonl", rows[:1])
+    cfg = DataConfig(dataset=str(folder), src="en", tgt="xx")
+    with caplog.at_level("WARNING"):
+        tok, splits = load_data(cfg, lambda texts: _ListTok(list(texts)))
+    assert tok.seen == ["a b", "f g h", "c", "i j"]  # usable source lines, then target lines
+    assert "train: skipped 2 of 4 rows with an empty or missing side" in caplog.text
+    src_ids, tgt_ids = splits["train"].rows([0, 1])
+    assert src_ids == [[1, 1, EOS_ID], [1, 1, 1, EOS_ID]]  # one id per character
+    assert tgt_ids == [[BOS_ID, 1, EOS_ID], [BOS_ID, 1, 1, EOS_ID]]
+
+
+class _ListTok(Tokenizer):
+    """A real SentencePiece-free stand-in: records its training text, encodes chars as 1."""
+
+    def __init__(self, seen):
+        self.seen, self.proto = seen, b"fake"
+
+    def __len__(self):
+        return 10
+
+    def encode(self, texts):
+        return [[1] * len(t.replace(" ", "")) for t in texts]
 
 
 def test_hub_id_and_config_reach_load_dataset(monkeypatch):
@@ -197,3 +244,18 @@ def test_hub_id_and_config_reach_load_dataset(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or {})
     load_dataset_dict(DataConfig(dataset="wmt14", dataset_config="de-en"))
     assert calls == [(("wmt14", "de-en"), {})]
+
+
+def test_tokenizing_in_two_processes_gives_the_same_table(tmp_path):
+    rows = synthetic_pairs(300, 4)
+    splits = {}
+    for procs in (1, 2):  # two folders: two datasets fingerprints, so neither reads the other
+        folder = tmp_path / f"p{procs}"
+        write_jsonl(folder / "train.jsonl", rows)
+        write_jsonl(folder / "validation.jsonl", rows[:5])
+        cfg = DataConfig(dataset=str(folder), src="en", tgt="xx", vocab_size=60, num_proc=procs)
+        _, splits[procs] = load_data(cfg, lambda texts: train_or_load(texts, 60))
+    one, two = splits[1]["train"], splits[2]["train"]
+    assert len(two.table.cache_files) == 2  # one Arrow shard per process
+    assert one.rows(range(300)) == two.rows(range(300))
+    assert (one.lengths()[1] == two.lengths()[1]).all()

@@ -49,3 +49,35 @@ def test_vocab_too_large_is_actionable(tmp_path):
         r"pass a smaller --vocab-size \(at most \d+\)$",
     ):
         train_or_load(TEXTS, 5000, cache_dir=str(tmp_path))
+
+
+def test_sentence_sample_size_reaches_sentencepiece_and_the_cache_key(tmp_path, monkeypatch):
+    seen = []
+    real_train = spm.SentencePieceTrainer.train
+    monkeypatch.setattr(
+        spm.SentencePieceTrainer,
+        "train",
+        lambda *a, **k: seen.append(k["input_sentence_size"]) or real_train(*a, **k),
+    )
+    whole = train_or_load(TEXTS, 60, cache_dir=str(tmp_path))  # 800 lines < 500k: all read
+    sampled = train_or_load(iter_twice(TEXTS), 60, cache_dir=str(tmp_path), max_sentences=300)
+    assert seen == [500_000, 300] and len(list(tmp_path.glob("spm/*.model"))) == 2
+    assert len(sampled) == len(whole) == 60
+
+
+class iter_twice:  # noqa: N801 - reads like the plain iterable it stands for
+    """An iterable that is not a list (like TrainingText): each pass starts again."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def test_tokenizer_pickles_as_its_model(tmp_path):
+    import pickle
+
+    tok = train_or_load(TEXTS, 60, cache_dir=str(tmp_path))
+    again = pickle.loads(pickle.dumps(tok))
+    assert again.proto == tok.proto and again.encode(["a red cat"]) == tok.encode(["a red cat"])
