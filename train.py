@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if world.main:
             (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         results = trainer.fit()
+        distributed.barrier(world)  # every rank leaves together (rank 0 scored test last)
     except NMTError as exc:
         logging.getLogger("train").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)

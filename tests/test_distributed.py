@@ -48,6 +48,7 @@ def _one_update(rank: int, port: int, out: str, empty_rank1: bool) -> None:
     if rank == 0:
         params = [p.detach() for p in t.model.parameters()]
         torch.save({"stats": stats, "grads": grads, "params": params}, Path(out) / "ddp.pt")
+    torch.distributed.barrier()  # leave together: a rank tearing gloo down alone may abort
     torch.distributed.destroy_process_group()
 
 
