@@ -280,13 +280,12 @@ def encode_arrow(ds, name: str, cfg: DataConfig, tok: Tokenizer, nested: bool) -
     fingerprint = hashlib.sha256(
         f"{ds._fingerprint}|{key}|{cfg.src}|{cfg.tgt}|ids-v{ENCODING_VERSION}".encode()
     ).hexdigest()[:32]
-    auto = min(os.cpu_count() or 1, 8) if len(ds) >= 100_000 else None
-    num_proc = cfg.num_proc or auto
+    procs = cfg.num_proc or (min(os.cpu_count() or 1, 8) if len(ds) >= 100_000 else 1)
     encoded = ds.map(
         _Encoder(tok, nested, cfg.src, cfg.tgt),
         batched=True,
         batch_size=1000,
-        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        num_proc=procs if procs > 1 else None,
         remove_columns=ds.column_names,
         new_fingerprint=fingerprint,
         desc=f"tokenizing {name}",

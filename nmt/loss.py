@@ -54,9 +54,12 @@ def label_smoothed_nll(
     if kind in ("uniform", "fairseq") or eps == 0.0:
         # Linear in the log-probabilities: one fused function, one (N, V) tensor each way.
         vocab = logits.size(-1)
-        gold, rest = (1.0 - eps, eps / vocab) if kind == "uniform" else (1.0 - eps, 0.0)
-        if kind == "fairseq" and eps:
+        if kind == "uniform":
+            gold, rest = 1.0 - eps, eps / vocab
+        elif kind == "fairseq" and eps:
             gold, rest = 1.0 - eps - eps / (vocab - 1), eps / (vocab - 1)
+        else:  # eps == 0: every convention is the plain NLL
+            gold, rest = 1.0, 0.0
         loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, rest)
         return loss, nll, mask
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
@@ -109,9 +112,9 @@ class _SmoothedNLL(torch.autograd.Function):
                 z_sum[s:e] = z.sum(dim=-1)
         z_gold = logits.gather(-1, labels[:, None]).squeeze(-1).float()
         nll = lse - z_gold
-        loss = lse - gold * z_gold - (rest * z_sum if rest else 0.0)
-        if (gold, rest) == (1.0, 0.0):
-            loss = nll
+        loss = nll if (gold, rest) == (1.0, 0.0) else lse - gold * z_gold
+        if rest:
+            loss = loss - rest * z_sum
         zero = torch.zeros((), dtype=lse.dtype, device=lse.device)
         ctx.save_for_backward(logits, labels, mask, lse)
         ctx.gold, ctx.rest = gold, rest

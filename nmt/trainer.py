@@ -298,11 +298,9 @@ class Trainer:
             initial=self.step,
             desc="train",
             unit="upd",
-            disable=None,
+            disable=None if self.world.main else True,  # None: off when not a terminal
             dynamic_ncols=True,
         )
-        if not self.world.main:
-            bar.disable = True
         kill_at = int(os.environ.get("NMT_TEST_KILL_AT_STEP", 0))  # fault injection for tests
         with catch_stop_signals() as signals:
             while not stop and self.epoch < t.max_epochs and not self._done(t):
@@ -527,8 +525,9 @@ class Trainer:
         Called on every rank at once: each rank's RNG state (dropout) is gathered to rank 0.
         """
         strip = lambda m: {k: v for k, v in m.items() if not isinstance(v, str)}  # noqa: E731
+        rng = rng_state()
         return {
-            "rng_ranks": distributed.gather(rng_state(), self.world),
+            "rng_ranks": distributed.gather(rng, self.world),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -536,7 +535,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_pos": self.batch_pos,
-            "rng": rng_state(),
+            "rng": rng,  # rank 0's in the file: where a resume with another rank count starts
             "best_bleu": self.best_bleu,
             "best_nll": self.best_nll,
             "bad_validations": self.bad_validations,

@@ -76,14 +76,26 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_cipher(folder: Path, valid: int = 60, test: int = 50) -> Path:
+    """The cipher corpus in Hub layout (nested 'translation', en -> xx): 1,500 training pairs,
+    `valid` validation pairs and `test` test pairs (no test file when 0)."""
+    write_jsonl(folder / "train.jsonl", synthetic_pairs(1500, 1))
+    write_jsonl(folder / "validation.jsonl", synthetic_pairs(valid, 2))
+    if test:
+        write_jsonl(folder / "test.jsonl", synthetic_pairs(test, 3))
+    return folder
+
+
+def cipher_flags(dataset: Path) -> list[str]:
+    """train.py flags for configs/toy.yaml on a cipher corpus (vocabulary 60)."""
+    return ["--config", "configs/toy.yaml", "--dataset", str(dataset), "--src", "en",
+            "--tgt", "xx", "--vocab-size", "60"]  # fmt: skip
+
+
 @pytest.fixture
 def synthetic_dataset(tmp_path) -> Path:
     """A local folder in Hub layout with a nested 'translation' column (en -> xx)."""
-    folder = tmp_path / "cipher"
-    write_jsonl(folder / "train.jsonl", synthetic_pairs(1500, 1))
-    write_jsonl(folder / "validation.jsonl", synthetic_pairs(60, 2))
-    write_jsonl(folder / "test.jsonl", synthetic_pairs(50, 3))
-    return folder
+    return write_cipher(tmp_path / "cipher")
 
 
 def run(

@@ -15,7 +15,7 @@ from nmt.checkpoint import load_for_inference
 from nmt.data import encode_split, load_dataset_dict, read_split
 from nmt.loss import TranslationLoss
 from nmt.trainer import evaluate_loss
-from tests.conftest import run
+from tests.conftest import cipher_flags, run
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_TAGS = [
@@ -119,16 +119,7 @@ def test_synthetic_corpus_with_nested_columns_learns(synthetic_dataset, tmp_path
     run_dir = tmp_path / "run"
     proc = run(
         "train.py",
-        "--config",
-        "configs/toy.yaml",
-        "--dataset",
-        str(synthetic_dataset),
-        "--src",
-        "en",
-        "--tgt",
-        "xx",
-        "--vocab-size",
-        "60",
+        *cipher_flags(synthetic_dataset),
         "--max-steps",
         "80",
         "--valid-every",

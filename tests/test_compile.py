@@ -8,7 +8,7 @@ import pytest
 from nmt.data import Split, collate
 from nmt.tokenizer import PAD_ID
 
-from .conftest import run, synthetic_pairs, write_jsonl
+from .conftest import cipher_flags, run, write_cipher
 from .test_cli import scalars
 
 
@@ -24,12 +24,9 @@ def test_collate_rounds_source_and_decoder_lengths_up():
 
 @pytest.mark.slow
 def test_compiled_training_matches_eager_with_few_graphs(tmp_path):
-    folder = tmp_path / "cipher"
-    write_jsonl(folder / "train.jsonl", synthetic_pairs(1500, 1))
-    write_jsonl(folder / "validation.jsonl", synthetic_pairs(30, 2))
+    folder = write_cipher(tmp_path / "cipher", valid=30, test=0)
     args = [
-        "--config", "configs/toy.yaml", "--dataset", str(folder), "--src", "en", "--tgt", "xx",
-        "--vocab-size", "60", "--max-steps", "20", "--valid-every", "20",
+        *cipher_flags(folder), "--max-steps", "20", "--valid-every", "20",
         "--train.log_every", "1", "--model.dropout", "0", "--model.attention_dropout", "0",
         "--model.activation_dropout", "0",
     ]  # fmt: skip

@@ -17,7 +17,7 @@ from nmt.checkpoint import load_checkpoint
 from nmt.distributed import World, shard, world_from_env
 from nmt.errors import NMTError
 
-from .conftest import ROOT, synthetic_pairs, write_jsonl
+from .conftest import ROOT, cipher_flags, write_cipher
 from .test_cli import scalars
 from .test_trainer import A_SRC, A_TGT, B_SRC, B_TGT, batch, trainer
 
@@ -100,18 +100,13 @@ STEPS = 12
 
 @pytest.fixture(scope="module")
 def cipher(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ddp") / "cipher"
-    write_jsonl(folder / "train.jsonl", synthetic_pairs(1500, 1))
-    write_jsonl(folder / "validation.jsonl", synthetic_pairs(40, 2))
-    write_jsonl(folder / "test.jsonl", synthetic_pairs(30, 3))
-    return folder
+    return write_cipher(tmp_path_factory.mktemp("ddp") / "cipher", valid=40, test=30)
 
 
 def flags(cipher, run_dir, update_freq: int) -> list[str]:
     # No dropout: the ranks' dropout streams differ from one process's, nothing else does.
     return [
-        "--config", "configs/toy.yaml", "--dataset", str(cipher), "--src", "en", "--tgt", "xx",
-        "--vocab-size", "60", "--max-steps", str(STEPS), "--valid-every", "6",
+        *cipher_flags(cipher), "--max-steps", str(STEPS), "--valid-every", "6",
         "--save-every", "5", "--train.log_every", "1", "--update-freq", str(update_freq),
         "--model.dropout", "0", "--model.attention_dropout", "0",
         "--model.activation_dropout", "0", "--run-dir", str(run_dir),

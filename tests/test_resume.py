@@ -16,7 +16,7 @@ from nmt.config import parse_args
 from nmt.errors import NMTError
 from nmt.run import prepare_run_dir
 
-from .conftest import ROOT, run, synthetic_pairs, write_jsonl
+from .conftest import ROOT, cipher_flags, run, write_cipher
 from .test_cli import scalars
 
 STEPS = 24
@@ -24,17 +24,12 @@ STEPS = 24
 
 @pytest.fixture(scope="module")
 def cipher(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("resume") / "cipher"
-    write_jsonl(folder / "train.jsonl", synthetic_pairs(1500, 1))
-    write_jsonl(folder / "validation.jsonl", synthetic_pairs(40, 2))
-    write_jsonl(folder / "test.jsonl", synthetic_pairs(30, 3))
-    return folder
+    return write_cipher(tmp_path_factory.mktemp("resume") / "cipher", valid=40, test=30)
 
 
 def flags(cipher, run_dir) -> list[str]:
     return [
-        "--config", "configs/toy.yaml", "--dataset", str(cipher), "--src", "en", "--tgt", "xx",
-        "--vocab-size", "60", "--max-steps", str(STEPS), "--valid-every", "12",
+        *cipher_flags(cipher), "--max-steps", str(STEPS), "--valid-every", "12",
         "--save-every", "5", "--train.log_every", "1", "--train.lr", "1e-2",
         "--run-dir", str(run_dir),
     ]  # fmt: skip

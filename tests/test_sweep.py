@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nmt.report_plots import PLOTS
 
-from .conftest import ROOT, run
+from .conftest import ROOT, cipher_flags, run, write_cipher
 
 
 def module(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -31,16 +31,7 @@ def module(name: str, *args: str) -> subprocess.CompletedProcess:
 
 def train_flags(dataset) -> list[str]:
     return [
-        "--config",
-        "configs/toy.yaml",
-        "--dataset",
-        str(dataset),
-        "--src",
-        "en",
-        "--tgt",
-        "xx",
-        "--vocab-size",
-        "60",
+        *cipher_flags(dataset),
         "--max-steps",
         "40",
         "--valid-every",
@@ -53,13 +44,8 @@ def train_flags(dataset) -> list[str]:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """Two eps values on the cipher corpus, 40 updates each, report included."""
-    from .conftest import synthetic_pairs, write_jsonl
-
     base = tmp_path_factory.mktemp("sweep")
-    data = base / "cipher"
-    write_jsonl(data / "train.jsonl", synthetic_pairs(1500, 1))
-    write_jsonl(data / "validation.jsonl", synthetic_pairs(60, 2))
-    write_jsonl(data / "test.jsonl", synthetic_pairs(50, 3))
+    data = write_cipher(base / "cipher")
     sweep_dir = base / "sw"
     args = ["--smoothing", "0", "0.3", "--sweep-dir", str(sweep_dir), "--bootstrap-samples", "200"]
     proc = module("nmt.sweep", *args, *train_flags(data))
