@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from sacrebleu.metrics import BLEU
 from nmt.checkpoint import load_for_inference
 from nmt.data import truncate
 from nmt.errors import NMTError
+from nmt.files import atomic_write
 from nmt.metrics import score_lines
 from nmt.search import decode_corpus
 from nmt.tokenizer import EOS_ID
@@ -102,19 +106,51 @@ def read_lines(path: str | None, what: str) -> list[str]:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Flag values that cannot work, as one NMTError."""
+    """Flag values that cannot work, as one NMTError, before any work."""
     for name in ("beam", "max_tokens", "batch_size", "nbest"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise NMTError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.nbest is not None and args.nbest > args.beam:
         raise NMTError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
-    if args.min_len < 0:
-        raise NMTError("--min-len must be >= 0")
-    if args.length_penalty is not None and args.length_penalty < 0:
-        raise NMTError("--length-penalty must be >= 0")
-    if args.output and args.input and Path(args.output).resolve() == Path(args.input).resolve():
-        raise NMTError("--output is the --input file; choose another output path")
+    for name in ("min_len", "max_len_b"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise NMTError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    for name in ("length_penalty", "max_len_a"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise NMTError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    if args.max_len_a == 0 and args.max_len_b == 0:
+        raise NMTError("--max-len-a 0 with --max-len-b 0 leaves no room for any output")
+    check_output(args)
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """--output must not be a folder, nor the same file as any input (compared by inode)."""
+    if args.output is None:
+        return
+    out = Path(args.output)
+    if out.is_dir():
+        raise NMTError(f"--output {out} is a directory; name a file")
+    real = Path(os.path.realpath(out))  # a symlink is written through to its target
+    if not real.parent.is_dir():
+        raise NMTError(f"--output {out}: folder {real.parent} does not exist")
+    checkpoint = Path(args.checkpoint)
+    checkpoint = checkpoint / "checkpoint_best.pt" if checkpoint.is_dir() else checkpoint
+    inputs = (
+        ("--input", args.input),
+        ("--reference", args.reference),
+        ("--checkpoint", checkpoint),
+    )
+    for flag, path in inputs:
+        if (
+            path is not None
+            and out.exists()
+            and Path(path).exists()
+            and os.path.samefile(out, path)
+        ):
+            raise NMTError(f"--output {out} is the {flag} file; choose another output path")
 
 
 def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
@@ -131,17 +167,28 @@ def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
 
 
 def write_output(path: str | None, text: str) -> None:
-    """Write to the file (atomically: temp file, then rename) or to stdout."""
+    """Write to stdout, or to the file named (through a symlink, the link kept).
+
+    A regular file is replaced atomically (temp file in the same folder, fsync, rename), keeping
+    its permissions; a device or FIFO (/dev/null, a pipe) is written to as it is, never replaced.
+    """
     if path is None:
         sys.stdout.write(text)
         return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
+    real = Path(os.path.realpath(path))
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        if real.exists() and not real.is_file():
+            with open(real, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            return
+        if real.exists():
+            mode = stat.S_IMODE(real.stat().st_mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        atomic_write(real, lambda handle: handle.write(text.encode("utf-8")), mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise NMTError(f"cannot write --output {path}: {exc.strerror}") from None
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +14,26 @@ import torch
 
 from nmt.config import DataConfig
 from nmt.errors import NMTError
+from nmt.sources import (  # noqa: F401 (re-exported: the data API in one place)
+    DEFAULT_HUB_DATASET,
+    DEFAULT_LOCAL_DIRS,
+    default_dataset,
+    load_dataset_dict,
+)
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HUB_DATASET = "bentrevett/multi30k"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The default dataset: a local copy here (git-ignored) wins over the Hub.
-DEFAULT_LOCAL_DIRS = (Path("data") / "multi30k", PROJECT_ROOT / "data" / "multi30k")
 # Bump when what encode_arrow writes changes: older cached tables are then not reused.
-ENCODING_VERSION = 1
-FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+ENCODING_VERSION = 2
+# What str.splitlines splits on: a sentence holding one would break the line alignment of
+# hypothesis and reference files, so each becomes a space when a pair is read.
+_LINE_BREAKS = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """text with every line break in it replaced by a space."""
+    return _LINE_BREAKS.sub(" ", text)
 
 
 @dataclass
@@ -35,6 +45,7 @@ class Split:
     tgt_text: list[str]
     src_ids: list[list[int]]
     tgt_ids: list[list[int]]
+    files: list[str] = field(default_factory=list)  # what it was read from
 
     def __len__(self) -> int:
         return len(self.src_ids)
@@ -60,6 +71,7 @@ class ArrowSplit:
     def __init__(self, name: str, table, src_lens: np.ndarray, tgt_lens: np.ndarray):
         self.name, self.table = name, table  # datasets.Dataset with src_ids, tgt_ids
         self.src_lens, self.tgt_lens = src_lens, tgt_lens
+        self.files: list[str] = []  # what it was read from
 
     def __len__(self) -> int:
         return len(self.src_lens)
@@ -70,100 +82,6 @@ class ArrowSplit:
     def rows(self, indices) -> tuple[list[list[int]], list[list[int]]]:
         batch = self.table[[int(i) for i in indices]]
         return batch["src_ids"], batch["tgt_ids"]
-
-
-def _refuse_empty_files(paths) -> None:
-    """datasets fails obscurely on an empty data file: name the file instead."""
-    for path in map(Path, paths):
-        if path.suffix.lower() in FILE_BUILDERS and path.is_file() and path.stat().st_size < 64:
-            if not path.read_bytes().strip():
-                raise NMTError(
-                    f"data file {path} is empty: that split has no pairs; fill it, or remove it "
-                    "and name another split"
-                )
-
-
-def _load_file_splits(cfg: DataConfig):
-    import datasets
-
-    files = {
-        name: path
-        for name, path in (
-            ("train", cfg.train_file),
-            ("validation", cfg.valid_file),
-            ("test", cfg.test_file),
-        )
-        if path
-    }
-    suffixes = set()
-    for path in files.values():
-        if not Path(path).is_file():
-            raise NMTError(f"data file {path} does not exist; check --train/valid/test-file")
-        suffixes.add(Path(path).suffix.lower())
-    _refuse_empty_files(files.values())
-    builders = {FILE_BUILDERS.get(s) for s in suffixes}
-    if None in builders or len(builders) != 1:
-        raise NMTError(
-            f"data files must all be one of {', '.join(FILE_BUILDERS)}; got {sorted(suffixes)}"
-        )
-    return datasets.load_dataset(builders.pop(), data_files=files)
-
-
-def default_dataset(candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS) -> str:
-    """The default dataset: the first local Multi30k copy that exists, else the Hub id."""
-    for path in candidates:
-        if path.is_dir():
-            return str(path)
-    return DEFAULT_HUB_DATASET
-
-
-def load_dataset_dict(cfg: DataConfig, candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS):
-    """Load the splits through `datasets`: data files, a local folder in Hub layout, or a Hub id."""
-    import datasets
-    from huggingface_hub.utils import logging as hub_logging
-
-    # The Hub warns about a missing dataset card even for local folders: keep errors only.
-    hub_logging.set_verbosity_error()
-
-    if cfg.train_file:
-        return _load_file_splits(cfg)
-    source = cfg.dataset or default_dataset(candidates)
-    is_local = Path(source).exists()
-    if not is_local and source.startswith((".", "/", "~")):
-        raise NMTError(
-            f"dataset folder {source} does not exist; pass --dataset with a folder "
-            "holding train/validation/test files, or a Hub id"
-        )
-    try:
-        if is_local:
-            if not Path(source).is_dir():
-                raise NMTError(
-                    f"--dataset {source} is a file; use --train-file/--valid-file "
-                    "for single files, or point --dataset at their folder"
-                )
-            log.info("data: loading local folder %s", source)
-            _refuse_empty_files(Path(source).rglob("*"))
-            return datasets.load_dataset(source)
-        log.info("data: loading Hub dataset %s %s", source, cfg.dataset_config or "")
-        return datasets.load_dataset(source, cfg.dataset_config)
-    except NMTError:
-        raise
-    except Exception as exc:  # datasets raises many types for missing/unreachable data
-        reason = (
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        )
-        if cfg.dataset is None:
-            raise NMTError(
-                f"no local copy of the default data at data/multi30k and the Hub dataset "
-                f"{DEFAULT_HUB_DATASET} could not be loaded ({reason}); point --dataset at a "
-                f"local folder with train/validation/test .jsonl files, e.g. "
-                f"--dataset ../shared/data/multi30k"
-            ) from None
-        where = "local folder" if is_local else "Hub dataset"
-        raise NMTError(
-            f"could not load {where} '{source}' ({reason}); check the name, "
-            "--dataset-config, or point --dataset at a local folder"
-        ) from None
 
 
 def _nested(ds, split: str, src: str, tgt: str) -> bool:
@@ -228,7 +146,7 @@ def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str
         )
     if not keep:
         raise NMTError(f"split '{name}' has no usable {cfg.src}-{cfg.tgt} pairs")
-    return [srcs[i].strip() for i in keep], [tgts[i].strip() for i in keep]
+    return [one_line(srcs[i].strip()) for i in keep], [one_line(tgts[i].strip()) for i in keep]
 
 
 class TrainingText:
@@ -245,7 +163,7 @@ class TrainingText:
                 for pair in zip(*_batch_pairs(batch, self.nested, self.src, self.tgt)):
                     if _usable(*pair):
                         self.count += 1
-                        yield pair[side].strip()
+                        yield one_line(pair[side].strip())
 
 
 class _Encoder:
@@ -257,8 +175,8 @@ class _Encoder:
     def __call__(self, batch: dict) -> dict:
         srcs, tgts = _batch_pairs(batch, self.nested, self.src, self.tgt)
         ok = [_usable(s, t) for s, t in zip(srcs, tgts)]
-        s_ids = self.tok.encode([s.strip() if k else "" for s, k in zip(srcs, ok)])
-        t_ids = self.tok.encode([t.strip() if k else "" for t, k in zip(tgts, ok)])
+        s_ids = self.tok.encode([one_line(s.strip()) if k else "" for s, k in zip(srcs, ok)])
+        t_ids = self.tok.encode([one_line(t.strip()) if k else "" for t, k in zip(tgts, ok)])
         src_ids = [ids + [EOS_ID] if k else [] for ids, k in zip(s_ids, ok)]
         tgt_ids = [[BOS_ID] + ids + [EOS_ID] if k else [] for ids, k in zip(t_ids, ok)]
         return {
@@ -440,5 +358,12 @@ def load_data(cfg: DataConfig, tok_builder, candidates: tuple[Path, ...] = DEFAU
         raise NMTError(
             f"no training pairs are {cfg.max_len} tokens or shorter; raise --data.max_len"
         )
+    for key, name in (
+        ("train", cfg.train_split),
+        ("valid", cfg.valid_split),
+        ("test", cfg.test_split),
+    ):
+        if key in splits:
+            splits[key].files = list(getattr(dd, "files", {}).get(name, []))
     log.info("data: %s", ", ".join(f"{k} {len(v)} pairs" for k, v in splits.items()))
     return tok, splits

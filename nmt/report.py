@@ -38,6 +38,54 @@ COLUMNS = (
 )
 
 
+# What each split's metrics in results.json must hold for the report.
+SPLIT_KEYS = (
+    *(col for col, _, _ in COLUMNS),
+    "reliability",
+    "calibration_accuracy",
+    "bleu_signature",
+    "chrf_signature",
+    "bleu_lc_signature",
+)
+
+
+def _read_results(path: Path) -> dict:
+    """results.json checked for what the report reads; a bad file is one NMTError."""
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NMTError(
+            f"{path} is not readable JSON ({exc}); rerun train.py for that run"
+        ) from None
+    if not isinstance(run, dict):
+        raise NMTError(f"{path} is not a results.json written by train.py")
+    missing = [k for k in ("smoothing", "seed", "step", "last_step", "valid") if k not in run]
+    if missing:
+        raise NMTError(f"{path} lacks {', '.join(missing)}: it is incomplete; rerun that run")
+    if not isinstance(run["smoothing"], (int, float)) or isinstance(run["smoothing"], bool):
+        raise NMTError(f"{path}: 'smoothing' is not a number")
+    for split in ("valid", "test"):
+        metrics = run.get(split)
+        if split == "valid" or metrics:
+            if not isinstance(metrics, dict):
+                raise NMTError(f"{path}: '{split}' holds no metrics; rerun that run")
+            if "calibration_accuracy" not in metrics:
+                raise NMTError(
+                    f"{path} was written by an older version without calibration metrics"
+                )
+            lacking = [k for k in SPLIT_KEYS if k not in metrics]
+            if lacking:
+                raise NMTError(f"{path}: '{split}' lacks {', '.join(lacking)}; rerun that run")
+    return run
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a hypothesis/reference file (split on newlines only, as train.py writes them)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def load_run(run_dir: str | Path) -> dict:
     """A finished run: its results.json plus its test (or validation) hypotheses/references."""
     run_dir = Path(run_dir)
@@ -47,20 +95,18 @@ def load_run(run_dir: str | Path) -> dict:
             f"{run_dir} has no results.json: the run is missing or did not finish; "
             "finish it (or leave it out) and run the report again"
         )
-    run = json.loads(path.read_text())
-    if "calibration_accuracy" not in (run.get("test") or run.get("valid") or {}):
-        raise NMTError(f"{path} was written by an older version without calibration metrics")
+    run = _read_results(path)
     split = "test" if run.get("test") else "valid"
     hyp, ref = run_dir / f"{split}.hyp.txt", run_dir / f"{split}.ref.txt"
     if not (hyp.is_file() and ref.is_file()):
         raise NMTError(f"{run_dir} lacks {hyp.name} or {ref.name}; the run did not finish")
-    run.update(
-        name=run_dir.name,
-        dir=str(run_dir),
-        split=split,
-        hyps=hyp.read_text().split("\n")[:-1],
-        refs=ref.read_text().split("\n")[:-1],
-    )
+    hyps, refs = _read_lines(hyp), _read_lines(ref)
+    if len(hyps) != len(refs):
+        raise NMTError(
+            f"{hyp} has {len(hyps)} lines but {ref.name} has {len(refs)}: they are not aligned "
+            "line by line, so no significance test can pair them; rewrite them with train.py"
+        )
+    run.update(name=run_dir.name, dir=str(run_dir), split=split, hyps=hyps, refs=refs)
     return run
 
 
@@ -302,8 +348,20 @@ def write_report(
     names = [r["name"] for r in runs]
     if len(set(names)) != len(names):
         raise NMTError("two runs share a directory name; give each run its own name")
+    with_test = sorted(r["dir"] for r in runs if r["split"] == "test")
+    without = sorted(r["dir"] for r in runs if r["split"] != "test")
+    if with_test and without:
+        raise NMTError(
+            f"{', '.join(with_test)} were scored on a test split but {', '.join(without)} were "
+            "not; compare runs that used the same splits"
+        )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NMTError(f"--out {out_dir} is a file; name a folder for the report")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NMTError(f"cannot create the report folder {out_dir}: {exc.strerror}") from None
     pvalues = paired_bootstrap(runs, bootstrap_samples)
     rows = aggregate(runs, pvalues)
     figures = plot_all(runs, rows, out_dir)
@@ -315,7 +373,7 @@ def write_report(
         ("report.json", json.dumps({"rows": rows, "p_values": pvalues}, indent=2) + "\n"),
     ):
         tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(out_dir / name)
     return out_dir / "report.md"
 

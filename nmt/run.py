@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import logging.handlers
 import random
+import shutil
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from nmt.config import Config, flatten
+from nmt.config import Config, flatten, format_eps
 from nmt.errors import NMTError
+from nmt.files import FolderLock, lock_folder, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,8 @@ RUN_FILES = (
     "config.yaml",
     "spm.model",
 )
+# Where --overwrite keeps the old run until the new one has saved its first checkpoint.
+REPLACED = ".overwritten"
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -35,16 +42,15 @@ def default_run_dir(cfg: Config) -> Path:
     d = cfg.data
     source = d.train_file or d.dataset or "multi30k"
     name = Path(source).stem if d.train_file else Path(source.rstrip("/")).name
-    return Path("runs") / f"{name}-{d.src}-{d.tgt}-ls{cfg.train.smoothing:g}"
+    return Path("runs") / f"{name}-{d.src}-{d.tgt}-ls{format_eps(cfg.train.smoothing)}"
 
 
 def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
     """Dotted keys whose value differs from the run's saved config.yaml (None: unreadable)."""
-    import yaml
-
     try:
-        saved = Config.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    except (OSError, yaml.YAMLError, NMTError):
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        saved = Config.from_dict({k: v for k, v in saved.items() if k != "data_files"})
+    except (OSError, yaml.YAMLError, NMTError, AttributeError):
         return None
     old, new = (flatten(c.to_dict(), "config") for c in (saved, cfg))
     # Where the run lives and whether the model is compiled change no number of the run.
@@ -55,32 +61,113 @@ def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
 def remove_stale_temp_files(run_dir: Path) -> int:
     """Delete what an interrupted atomic write left behind (.checkpoint_*.tmp, *.json.tmp)."""
     stale = [*run_dir.glob(".checkpoint_*.tmp"), *run_dir.glob("*.json.tmp")]
+    stale += [*run_dir.glob(".config.yaml.*.tmp"), *run_dir.glob(".spm.model.*.tmp")]
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
 
 
-def prepare_run_dir(cfg: Config, overwrite: bool, resume: bool = False) -> tuple[Path, bool]:
-    """Create or reopen the run directory; returns (run_dir, whether to resume from it).
+@dataclass
+class RunDir:
+    """A locked run directory, from the checks before training to the first checkpoint.
+
+    Nothing in it is written until start(): a run that cannot start (bad data, a checkpoint
+    that does not fit) leaves the directory as it was. With --overwrite, start() moves the old
+    run into REPLACED, deleted once the new run has saved its first checkpoint.
+    """
+
+    path: Path
+    resuming: bool
+    overwrite: bool = False
+    created: bool = False
+    lock: FolderLock | None = None
+    started: bool = False
+
+    @property
+    def replaced(self) -> Path:
+        return self.path / REPLACED
+
+    def _run_files(self) -> list[Path]:
+        return [p for pattern in RUN_FILES for p in sorted(self.path.glob(pattern))]
+
+    def start(self, cfg: Config, spm_model: bytes, data_files: dict[str, list[str]]) -> None:
+        """The run can start: set an overwritten run aside, write config.yaml and spm.model,
+        and send the log lines held so far to train.log."""
+        if self.overwrite:
+            if self.replaced.exists() and not (self.path / "checkpoint_last.pt").exists():
+                # An earlier --overwrite stopped before its first checkpoint: what is here is
+                # that attempt's, the run it replaced is already set aside.
+                for path in self._run_files():
+                    path.unlink()
+            else:
+                shutil.rmtree(self.replaced, ignore_errors=True)
+                self.replaced.mkdir()
+                for path in self._run_files():
+                    path.rename(self.replaced / path.name)
+            log.info("--overwrite: the old run is in %s until the first checkpoint", self.replaced)
+        saved = {**cfg.to_dict(), "data_files": data_files}
+        write_atomic(self.path / "config.yaml", yaml.safe_dump(saved, sort_keys=False).encode())
+        write_atomic(self.path / "spm.model", spm_model)
+        attach_log_file(self.path / "train.log")
+        self.started = True
+
+    def checkpoint_saved(self) -> None:
+        """The new run has a checkpoint: an old run set aside by --overwrite can go."""
+        if self.replaced.exists():
+            shutil.rmtree(self.replaced, ignore_errors=True)
+
+    def abandon(self) -> None:
+        """The run stopped before start(): remove the directory if this process made it."""
+        if self.created and not self.started:
+            if {p.name for p in self.path.iterdir()} <= {".lock"}:
+                shutil.rmtree(self.path, ignore_errors=True)
+        if self.lock is not None:
+            self.lock.release()
+
+
+def prepare_run_dir(cfg: Config, overwrite: bool, resume: bool = False) -> RunDir:
+    """Create or reopen and lock the run directory; decide whether to resume from it.
 
     An unfinished run with the same config resumes by itself; a finished run, or one with a
-    different config, is refused unless resume (continue it anyway) or overwrite (replace it).
-    Nothing in the directory is deleted without overwrite.
+    different config, is refused unless resume (continue it anyway) or overwrite (replace it,
+    at RunDir.start()). Nothing in the directory is deleted or written here.
     """
     run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
     if run_dir.exists() and not run_dir.is_dir():
         raise NMTError(f"--run-dir {run_dir} is a file; choose a directory")
     if overwrite and resume:
         raise NMTError("--resume and --overwrite contradict each other; pass one of them")
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NMTError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+    lock = lock_folder(run_dir, "run directory", "train.py")
+    rd = RunDir(run_dir, False, overwrite, created, lock)
+    try:
+        rd.resuming = _check_existing(run_dir, cfg, overwrite, resume)
+    except NMTError:
+        rd.abandon()
+        raise
+    remove_stale_temp_files(run_dir)
+    if rd.replaced.exists() and not overwrite:
+        log.warning(
+            "%s holds the run that an interrupted --overwrite replaced; it is deleted once this "
+            "run saves a checkpoint (move its files back first to keep that run)",
+            rd.replaced,
+        )
+    return rd
+
+
+def _check_existing(run_dir: Path, cfg: Config, overwrite: bool, resume: bool) -> bool:
+    """Whether to resume; raises NMTError for a run that must not be continued or replaced."""
     has_last = (run_dir / "checkpoint_last.pt").is_file()
     finished = (run_dir / "results.json").is_file()
     if resume and not has_last:
         raise NMTError(f"--resume: {run_dir} has no checkpoint_last.pt to continue from")
     if overwrite:
-        for pattern in RUN_FILES:
-            for path in run_dir.glob(pattern):
-                path.unlink()
-    elif has_last and not resume:
+        return False
+    if has_last and not resume:
         changes = _config_changes(run_dir, cfg)
         if finished:
             raise NMTError(
@@ -100,12 +187,7 @@ def prepare_run_dir(cfg: Config, overwrite: bool, resume: bool = False) -> tuple
             f"run directory {run_dir} already holds a run (results.json); "
             "choose another --run-dir or pass --overwrite to replace it"
         )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NMTError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
-    remove_stale_temp_files(run_dir)
-    return run_dir, has_last and not overwrite
+    return has_last
 
 
 class TqdmHandler(logging.Handler):
@@ -117,10 +199,14 @@ class TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logging(log_file: Path | None = None, level: int = logging.INFO, rank: int = 0) -> None:
+def setup_logging(
+    log_file: Path | None = None, level: int = logging.INFO, rank: int = 0, hold: bool = False
+) -> None:
     """Log lines to stderr (through tqdm so bars stay intact) and optionally to a file.
 
-    Ranks other than 0 of a distributed run log warnings and errors only, marked with the rank.
+    hold: keep the lines in memory until attach_log_file() names the file (a run that cannot
+    start writes nothing into its run directory). Ranks other than 0 of a distributed run log
+    warnings and errors only, marked with the rank.
     """
     where = f"rank {rank} | " if rank else ""
     level = max(level, logging.WARNING) if rank else level
@@ -138,8 +224,26 @@ def setup_logging(log_file: Path | None = None, level: int = logging.INFO, rank:
         file_handler = logging.FileHandler(log_file)
         file_handler.setFormatter(fmt)
         root.addHandler(file_handler)
+    elif hold:
+        held = logging.handlers.MemoryHandler(10**9, flushLevel=logging.CRITICAL + 1)
+        held.setFormatter(fmt)
+        root.addHandler(held)
     for noisy in ("datasets", "fsspec", "filelock", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def attach_log_file(log_file: Path) -> None:
+    """From now on log to log_file too, starting with the lines held by setup_logging(hold=True)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.handlers.MemoryHandler):
+            file_handler = logging.FileHandler(log_file)
+            file_handler.setFormatter(handler.formatter)
+            handler.setTarget(file_handler)
+            handler.flush()
+            root.removeHandler(handler)
+            handler.close()
+            root.addHandler(file_handler)
 
 
 class Preempted(Exception):

@@ -18,8 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nmt.config import format_eps
 from nmt.config import parse_args as parse_train_args
 from nmt.errors import NMTError
+from nmt.files import FolderLock, lock_folder
 from nmt.run import setup_logging
 
 log = logging.getLogger("nmt.sweep")
@@ -62,34 +64,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_name(eps: float, seed: int) -> str:
-    """The run directory's name inside the sweep, e.g. ls0.1-seed1."""
-    return f"ls{eps:g}-seed{seed}"
+    """The run directory's name inside the sweep, e.g. ls0.1-seed1 (distinct for distinct eps)."""
+    return f"ls{format_eps(eps)}-seed{seed}"
 
 
-def check_train_args(train_args: list[str], eps_values: list[float]) -> None:
-    """Refuse flags the sweep owns and validate the rest for every eps before training."""
+def check_train_args(train_args: list[str], eps_values: list[float], seeds: list[int]) -> None:
+    """Refuse flags the sweep owns and validate the rest for every eps and seed before training."""
     for arg in train_args:
         if arg.split("=", 1)[0] in OWNED:
             raise NMTError(f"{arg.split('=', 1)[0]} is set by the sweep per run; remove it")
-    for eps in eps_values:
-        parse_train_args([*train_args, "--smoothing", str(eps)])
+    names: dict[str, float] = {}
+    for eps in dict.fromkeys(eps_values):
+        name = run_name(eps, 0)
+        if name in names:  # format_eps is exact, so only equal values could meet here
+            raise NMTError(f"--smoothing {names[name]!r} and {eps!r} would share one run name")
+        names[name] = eps
+        for seed in dict.fromkeys(seeds):
+            parse_train_args([*train_args, "--smoothing", format_eps(eps), "--seed", str(seed)])
 
 
-def claim_sweep_dir(sweep_dir: Path, train_args: list[str]) -> None:
-    """Record the shared training flags; a sweep folder started with other flags is refused."""
+def _recorded_args(state: Path) -> list[str]:
+    """The training flags a sweep folder was started with (its sweep.json)."""
+    try:
+        before = json.loads(state.read_text(encoding="utf-8"))["train_args"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise NMTError(
+            f"{state} is not a sweep record ({type(exc).__name__}); move it away to start this "
+            "folder again, or use another --sweep-dir"
+        ) from None
+    if not isinstance(before, list) or not all(isinstance(a, str) for a in before):
+        raise NMTError(f"{state} is not a sweep record; move it away or use another --sweep-dir")
+    return before
+
+
+def claim_sweep_dir(sweep_dir: Path, train_args: list[str]) -> FolderLock:
+    """Lock the sweep folder and record the shared training flags (returns the held lock).
+
+    A folder another nmt.sweep is using, or one started with other flags, is refused.
+    """
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NMTError(f"cannot create --sweep-dir {sweep_dir}: {exc.strerror}") from None
+    lock = lock_folder(sweep_dir, "sweep folder", "nmt.sweep")
     state = sweep_dir / "sweep.json"
-    if state.is_file():
-        before = json.loads(state.read_text())["train_args"]
+    if state.exists():
+        before = _recorded_args(state)
         if before != train_args:
             raise NMTError(
                 f"{sweep_dir} holds a sweep trained with other flags ({shlex.join(before)!r}); "
                 "use another --sweep-dir, or the same flags to continue it"
             )
-        return
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+        return lock
     tmp = state.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"train_args": train_args}, indent=2) + "\n")
     tmp.replace(state)
+    return lock
 
 
 def train_run(run_dir: Path, eps: float, seed: int, train_args: list[str]) -> None:
@@ -97,7 +127,8 @@ def train_run(run_dir: Path, eps: float, seed: int, train_args: list[str]) -> No
 
     train.py resumes a run directory holding checkpoint_last.pt and the same config by itself.
     """
-    argv = [*train_args, "--smoothing", f"{eps:g}", "--seed", str(seed), "--run-dir", str(run_dir)]
+    argv = [*train_args, "--smoothing", format_eps(eps), "--seed", str(seed)]
+    argv += ["--run-dir", str(run_dir)]
     if (run_dir / "checkpoint_last.pt").exists():
         log.info("%s: unfinished earlier attempt, resuming it", run_dir)
     log.info("training %s: python train.py %s", run_dir, shlex.join(argv))
@@ -117,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             raise NMTError(f"{TRAIN_PY} not found: run the sweep from a checkout of the project")
         if args.bootstrap_samples < 1:
             raise NMTError("--bootstrap-samples must be at least 1")
-        check_train_args(train_args, args.smoothing)
+        check_train_args(train_args, args.smoothing, args.seeds)
         sweep_dir = Path(args.sweep_dir)
         if sweep_dir.exists() and not sweep_dir.is_dir():
             raise NMTError(f"--sweep-dir {sweep_dir} is a file; choose a folder")
-        claim_sweep_dir(sweep_dir, train_args)
+        _held = claim_sweep_dir(sweep_dir, train_args)  # locked until this process exits
         setup_logging(sweep_dir / "sweep.log")
         runs = []
         # Seeds outside, eps inside: an interrupted sweep has whole eps comparisons first.

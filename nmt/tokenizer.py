@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import sentencepiece as spm
 import torch
 
 from nmt.errors import NMTError
+from nmt.files import FolderLock, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,69 @@ def _cache_root(cache_dir: str | None) -> Path:
     return Path(root) / "spm"
 
 
+def _cache_error(root: Path, exc: OSError) -> NMTError:
+    return NMTError(
+        f"cannot write the tokenizer cache {root}: {exc.strerror or exc}; set NMT_CACHE (or "
+        "--data.cache_dir) to a writable folder"
+    )
+
+
+def load_cached(model: Path, vocab_size: int) -> Tokenizer | None:
+    """The cached tokenizer if the entry is whole, else None (a broken entry is warned about).
+
+    Whole: its bytes match the SHA-256 recorded beside it, it parses, it has vocab_size pieces
+    and the project's special ids. An entry without a record (written by an older version)
+    passes on the last three checks and gets its record.
+    """
+    if not model.is_file():
+        return None
+    record = model.with_suffix(".json")
+    data = model.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        expected = json.loads(record.read_text())["sha256"] if record.exists() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        expected = "unreadable"
+    problem = None
+    if expected is not None and expected != digest:
+        problem = f"its bytes do not match their recorded hash ({len(data)} bytes)"
+    else:
+        try:
+            tok = Tokenizer(data)
+        except (NMTError, RuntimeError, OSError) as exc:
+            problem = f"it does not load ({str(exc).strip().splitlines()[0][:100]})"
+        else:
+            if len(tok) != vocab_size:
+                problem = f"it has {len(tok)} pieces where {vocab_size} were asked for"
+    if problem:
+        log.warning("tokenizer: cache entry %s is broken (%s); training it again", model, problem)
+        return None
+    if expected is None:
+        _write_record(model, digest)
+    log.info("tokenizer: reusing cached SentencePiece model %s", model)
+    return tok
+
+
+def _write_record(model: Path, digest: str) -> None:
+    write_atomic(model.with_suffix(".json"), json.dumps({"sha256": digest}).encode())
+
+
+def remove_stale_training_dirs(root: Path) -> int:
+    """Delete the temp folders of tokenizer trainings that were killed (no one holds their lock)."""
+    removed = 0
+    for tmp in root.glob(".train-*-*"):
+        key = tmp.name.split("-")[1]
+        lock = FolderLock(root / f"{key}.lock")
+        if tmp.is_dir() and lock.acquire():
+            shutil.rmtree(tmp, ignore_errors=True)
+            lock.release()
+            removed += 1
+    for stale in root.glob(".*.model.*.tmp"):  # an atomic write cut short
+        if time.time() - stale.stat().st_mtime > 3600:
+            stale.unlink(missing_ok=True)
+    return removed
+
+
 def train_or_load(
     texts: Iterable[str],
     vocab_size: int,
@@ -92,7 +158,9 @@ def train_or_load(
 ) -> Tokenizer:
     """Train a joint model on texts, or reuse the cached one trained on the same inputs.
 
-    texts is read twice (hash, then corpus file): a list, or an iterable that restarts.
+    texts is read twice (hash, then corpus file): a list, or an iterable that restarts. One
+    process trains a given entry at a time (the others wait for it, then reuse it); the entry
+    is written atomically and checked whenever it is read.
     """
     digest = hashlib.sha256()
     # SentencePiece holds what it trains on in memory (about 2 kB a sentence for unigram): it
@@ -103,13 +171,53 @@ def train_or_load(
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\n")
-    cached = _cache_root(cache_dir) / f"{digest.hexdigest()[:24]}.model"
-    if cached.is_file():
-        log.info("tokenizer: reusing cached SentencePiece model %s", cached)
-        return Tokenizer.load(cached)
+    key = digest.hexdigest()[:24]
+    root = _cache_root(cache_dir)
+    cached = root / f"{key}.model"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tok = load_cached(cached, vocab_size)
+        if tok is not None:
+            return tok
+        lock, waited = FolderLock(root / f"{key}.lock"), False
+        if not lock.acquire():
+            log.info("tokenizer: PID %s is training the same tokenizer; waiting", lock.holder())
+            waited = lock.acquire(wait=True)
+    except OSError as exc:
+        raise _cache_error(root, exc) from None
+    try:
+        # The process we waited for has probably written the entry.
+        tok = load_cached(cached, vocab_size) if waited else None
+        if tok is None:
+            remove_stale_training_dirs(root)
+            tok = _train(
+                texts, vocab_size, model_type, character_coverage, max_sentences, root, key
+            )
+            if len(tok) != vocab_size:
+                raise NMTError(
+                    f"SentencePiece made {len(tok)} pieces where --vocab-size {vocab_size} was "
+                    "asked for"
+                )
+            write_atomic(cached, tok.proto)
+            _write_record(cached, hashlib.sha256(tok.proto).hexdigest())
+    except OSError as exc:
+        raise _cache_error(root, exc) from None
+    finally:
+        lock.release()
+    return tok
 
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
+
+def _train(
+    texts: Iterable[str],
+    vocab_size: int,
+    model_type: str,
+    character_coverage: float,
+    max_sentences: int,
+    root: Path,
+    key: str,
+) -> Tokenizer:
+    """SentencePiece training in a temp folder of the cache (removed however it ends)."""
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".train-{key}-") as tmp:
         corpus = Path(tmp) / "corpus.txt"
         # SentencePiece reads lines, so newlines inside a sentence would split it.
         lines = 0
@@ -141,15 +249,30 @@ def train_or_load(
                 minloglevel=2,
             )
         except RuntimeError as exc:
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-            if "Vocabulary size" in message:
-                most = re.search(r"<= (\d+)", message)
-                limit = f" (at most {most.group(1)})" if most else ""
-                raise NMTError(
-                    f"--vocab-size {vocab_size} is too large for this training data; "
-                    f"pass a smaller --vocab-size{limit}"
-                ) from None
-            raise NMTError(f"SentencePiece training failed: {message}") from None
-        # Rename into place so a half-written model is never picked up from the cache.
-        shutil.move(str(prefix) + ".model", cached)
-    return Tokenizer.load(cached)
+            raise _training_error(exc, vocab_size) from None
+        return Tokenizer((Path(tmp) / "spm.model").read_bytes())
+
+
+# SentencePiece's vocabulary complaints: (what it says, where it puts the bound, our words).
+_VOCAB_ERRORS = (
+    (
+        r"smaller than required_chars\. \d+ vs (\d+)",
+        "is too small for this training data: it has more distinct characters than that "
+        "(this data needs at least {}); pass a larger --vocab-size or lower "
+        "--data.character_coverage",
+    ),
+    (
+        r"Vocabulary size too high.*<= (\d+)",
+        "is too large for this training data; pass a smaller --vocab-size (at most {})",
+    ),
+)
+
+
+def _training_error(exc: RuntimeError, vocab_size: int) -> NMTError:
+    """SentencePiece's complaint as one line that says what to change."""
+    message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    for pattern, words in _VOCAB_ERRORS:
+        found = re.search(pattern, message)
+        if found:
+            return NMTError(f"--vocab-size {vocab_size} " + words.format(found.group(1)))
+    return NMTError(f"SentencePiece training failed: {message}")

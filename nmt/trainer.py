@@ -18,7 +18,7 @@ from tqdm import tqdm
 from nmt import distributed
 from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.config import Config
-from nmt.data import Split, collate, make_batches
+from nmt.data import Split, collate, make_batches, one_line
 from nmt.distributed import SINGLE, World
 from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, split_target
@@ -115,11 +115,16 @@ def evaluate_loss(
     return {
         "loss": loss / tokens,
         "nll_loss": nll / tokens,
-        "ppl": math.exp(nll / tokens),
+        "ppl": perplexity(nll / tokens),
         "accuracy": correct / tokens,
         "num_tokens": int(tokens),
         **calibration.summary(),
     }
+
+
+def perplexity(nll: float) -> float:
+    """exp(nll), inf where that overflows (a diverged run must still validate and report)."""
+    return math.exp(nll) if nll < 709.0 else math.inf
 
 
 @dataclass
@@ -171,8 +176,6 @@ class Trainer:
         of every update's batches through DistributedDataParallel; rank 0 alone validates,
         logs and writes checkpoints.
         """
-        from torch.utils.tensorboard import SummaryWriter
-
         self.world = world
         self.command = command  # the command line that started the run, for the report
         self.cfg, self.tok, self.splits, self.run_dir = cfg, tokenizer, splits, Path(run_dir)
@@ -209,19 +212,32 @@ class Trainer:
         self.last_valid: dict = {}  # the latest validation's metrics
         if state is not None:
             self.load_state(state)
-        # TensorBoard drops whatever an interrupted process logged after this step (on a fresh
-        # start: anything a run killed before its first checkpoint left behind).
-        self.writer = (
-            SummaryWriter(str(self.run_dir), purge_step=self.step + 1)
-            if world.main
-            else _NullWriter()
-        )
+        self._writer = None  # opened on first use: nothing is written before the run starts
+        self._purge_step = self.step + 1  # TensorBoard forgets what came after the checkpoint
+        self.on_save = None  # called after each checkpoint written (e.g. RunDir.checkpoint_saved)
         log.info(
             "model: %.2fM parameters, device %s, precision %s",
             sum(p.numel() for p in model.parameters()) / 1e6,
             self.device,
             self.precision,
         )
+
+    @property
+    def writer(self):
+        """TensorBoard writer (rank 0), opened at first use.
+
+        It drops whatever an interrupted process logged after this step (on a fresh start:
+        anything a run killed before its first checkpoint left behind).
+        """
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = (
+                SummaryWriter(str(self.run_dir), purge_step=self._purge_step)
+                if self.world.main
+                else _NullWriter()
+            )
+        return self._writer
 
     # ---- one update -------------------------------------------------------------------------
     def accumulate(
@@ -601,6 +617,8 @@ class Trainer:
                 f"cannot write {self.run_dir / name}: {exc.strerror or exc}; the previous "
                 "checkpoint is intact; free space or fix permissions, then resume"
             ) from None
+        if self.on_save is not None:
+            self.on_save()
         if kind == "numbered":
             numbered = sorted(
                 self.run_dir.glob("checkpoint_step*.pt"),
@@ -611,10 +629,10 @@ class Trainer:
 
     def _write_outputs(self, split: Split, hyps: list[str]) -> None:
         """<split>.hyp.txt and <split>.ref.txt, one line per pair, for rescoring with sacrebleu."""
-        (self.run_dir / f"{split.name}.hyp.txt").write_text("".join(h + "\n" for h in hyps))
-        (self.run_dir / f"{split.name}.ref.txt").write_text(
-            "".join(r + "\n" for r in split.tgt_text)
-        )
+        # one_line: a line break inside a sentence would shift every later line.
+        for kind, lines in (("hyp", hyps), ("ref", split.tgt_text)):
+            text = "".join(one_line(x) + "\n" for x in lines)
+            (self.run_dir / f"{split.name}.{kind}.txt").write_text(text, encoding="utf-8")
 
     def finish(self) -> dict:
         """Score the best checkpoint on test; write results (validation scores are kept).
@@ -639,6 +657,7 @@ class Trainer:
             "valid": self.best_valid,
             "test": None,
             "history": self.history,
+            "data_files": {name: split.files for name, split in self.splits.items()},
         }
         if "test" in self.splits:
             metrics, hyps = self.evaluate(self.splits["test"])

@@ -13,7 +13,21 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-MULTI30K = Path(os.environ.get("NMT_MULTI30K", ROOT.parent / "shared" / "data" / "multi30k"))
+
+
+def _find_multi30k() -> Path:
+    """$NMT_MULTI30K, else data/multi30k/ (where a user links it), else the copy beside the repo."""
+    if os.environ.get("NMT_MULTI30K"):
+        return Path(os.environ["NMT_MULTI30K"])
+    linked = ROOT / "data" / "multi30k"
+    return (
+        linked
+        if (linked / "train.jsonl").is_file()
+        else ROOT.parent / "shared" / "data" / "multi30k"
+    )
+
+
+MULTI30K = _find_multi30k()
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -115,6 +129,19 @@ def run(
         text=not isinstance(stdin, bytes),
         env=env,
         timeout=600,
+    )
+
+
+def module(name: str, *args: str, env: dict[str, str] | None = None):
+    """python -m name args, from the repository root, as a user would run it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", name, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
 
 

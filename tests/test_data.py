@@ -168,7 +168,8 @@ def test_default_without_local_copy_or_hub_says_how_to_point_dataset(monkeypatch
         load_dataset_dict(DataConfig(), candidates=(tmp_path / "absent",))
     message = str(err.value)
     assert "no local copy of the default data at data/multi30k" in message
-    assert "--dataset ../shared/data/multi30k" in message and "\n" not in message
+    assert "link a local copy to data/multi30k/ (see data/README.md)" in message
+    assert "shared" not in message and "\n" not in message  # no developer-only path
 
 
 def test_load_data_on_multi30k_slice(multi30k):

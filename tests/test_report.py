@@ -130,3 +130,62 @@ def test_load_run_refuses_results_without_calibration(runs):
     path.write_text(json.dumps(results))
     with pytest.raises(NMTError, match="older version without calibration"):
         load_run(runs[0])
+
+
+def report_cli(*args: str):
+    from .conftest import module
+
+    return module("nmt.report", *map(str, args), "--bootstrap-samples", "10")
+
+
+def only_error(proc) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda r: "{not json", "is not readable JSON"),
+        (lambda r: "[1, 2]", "is not a results.json written by train.py"),
+        (lambda r: json.dumps({k: v for k, v in r.items() if k != "seed"}), "lacks seed"),
+        (lambda r: json.dumps({**r, "smoothing": "0.1"}), "'smoothing' is not a number"),
+        (lambda r: json.dumps({**r, "test": {k: v for k, v in r["test"].items() if k != "bleu"}}),
+         "'test' lacks bleu"),
+        (lambda r: json.dumps({**r, "valid": None}), "'valid' holds no metrics"),
+    ],
+)  # fmt: skip
+def test_malformed_results_json_is_one_line(runs, tmp_path, damage, needle):
+    path = runs[1] / "results.json"
+    path.write_text(damage(json.loads(path.read_text())))
+    assert needle in only_error(report_cli(*runs, "--out", tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_with_and_without_a_test_split_are_not_mixed(runs, tmp_path):
+    path = runs[3] / "results.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "test": None}))
+    line = only_error(report_cli(*runs, "--out", tmp_path / "out"))
+    assert line.startswith(f"error: {runs[0]}, {runs[1]}, {runs[2]} were scored on a test split")
+    assert line.endswith(f"but {runs[3]} were not; compare runs that used the same splits")
+
+
+def test_out_that_is_a_file_is_refused(runs, tmp_path):
+    out = tmp_path / "report.md"
+    out.write_text("mine\n")
+    assert only_error(report_cli(*runs, "--out", out)) == (
+        f"error: --out {out} is a file; name a folder for the report"
+    )
+    assert out.read_text() == "mine\n"
+
+
+def test_misaligned_hypotheses_and_references_are_refused(runs, tmp_path):
+    (runs[2] / "test.ref.txt").write_text("".join(r + "\n" for r in REFS) + "one more\n")
+    line = only_error(report_cli(*runs, "--out", tmp_path / "out"))
+    assert line == (
+        f"error: {runs[2] / 'test.hyp.txt'} has {len(REFS)} lines but test.ref.txt has "
+        f"{len(REFS) + 1}: they are not aligned line by line, so no significance test can pair "
+        "them; rewrite them with train.py"
+    )

@@ -135,8 +135,11 @@ def test_writer_killed_mid_save_leaves_the_previous_checkpoint(tmp_path):
     assert load_checkpoint(run_dir / "checkpoint_last.pt")["step"] == 1
     cfg, _ = parse_args(["--run-dir", str(run_dir)])
     (run_dir / "config.yaml").write_text("{}\n")
-    assert prepare_run_dir(cfg, overwrite=False, resume=True) == (run_dir, True)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint_last.pt", "config.yaml"]
+    rd = prepare_run_dir(cfg, overwrite=False, resume=True)
+    rd.lock.release()
+    assert (rd.path, rd.resuming) == (run_dir, True)
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == [".lock", "checkpoint_last.pt", "config.yaml"]
 
 
 def test_run_directory_rules(reference, tmp_path):
@@ -149,7 +152,10 @@ def test_run_directory_rules(reference, tmp_path):
     empty, _ = parse_args(["--run-dir", str(tmp_path / "new")])
     with pytest.raises(NMTError, match="has no checkpoint_last.pt to continue from"):
         prepare_run_dir(empty, overwrite=False, resume=True)
-    assert prepare_run_dir(empty, overwrite=False) == (tmp_path / "new", False)
+    assert not (tmp_path / "new").exists()  # a refused run leaves no directory behind
+    rd = prepare_run_dir(empty, overwrite=False)
+    rd.lock.release()
+    assert (rd.path, rd.resuming) == (tmp_path / "new", False)
 
 
 def test_unfinished_run_with_another_config_is_refused(reference, cipher, tmp_path):

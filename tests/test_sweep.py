@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,20 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nmt.report_plots import PLOTS
 
-from .conftest import ROOT, cipher_flags, run, write_cipher
-
-
-def module(name: str, *args: str) -> subprocess.CompletedProcess:
-    """python -m name args, from the repository root, as a user would run it."""
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", name, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+from .conftest import cipher_flags, module, run, write_cipher
 
 
 def train_flags(dataset) -> list[str]:
@@ -203,3 +189,29 @@ def test_report_cli_on_existing_runs_matches_the_sweep_report(sweep, tmp_path):
     assert re.search(r"\| eps 0\.3 \| 1 \|", (tmp_path / "report.md").read_text())
     for row in mine["rows"]:
         assert row["test"]["bleu"]["n"] == 1
+
+
+def test_close_eps_values_get_their_own_runs_and_exact_flags():
+    from nmt.config import format_eps
+    from nmt.sweep import check_train_args, run_name
+
+    assert run_name(0.1, 1) == "ls0.1-seed1" and run_name(0.0, 2) == "ls0-seed2"
+    assert run_name(0.1000001, 1) == "ls0.1000001-seed1"
+    assert run_name(0.1 + 1e-12, 1) == f"ls{0.1 + 1e-12!r}-seed1" != run_name(0.1, 1)
+    for eps in (0.1, 0.1000001, 0.1 + 1e-12, 1 / 3, 0.0, 0.05):
+        assert float(format_eps(eps)) == eps
+    check_train_args([], [0.1, 0.1 + 1e-12], [1])  # distinct values, distinct runs: accepted
+
+
+def test_malformed_sweep_record_and_bad_seeds_are_one_line(tmp_path):
+    sweep_dir = tmp_path / "sw"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text('{"train_args": ')
+    proc = module("nmt.sweep", "--smoothing", "0", "--sweep-dir", str(sweep_dir))
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: {sweep_dir / 'sweep.json'} is not a sweep record (JSONDecodeError); move it "
+        "away to start this folder again, or use another --sweep-dir"
+    )
+    proc = module("nmt.sweep", "--smoothing", "0", "--seeds", "-1", "--sweep-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: 'train.seed' must be in [0, 2^32), got -1"
