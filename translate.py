@@ -20,7 +20,7 @@ from sacrebleu.metrics import BLEU
 
 from nmt.checkpoint import load_for_inference
 from nmt.data import truncate
-from nmt.errors import NMTError
+from nmt.errors import ArgumentParser, NMTError
 from nmt.files import atomic_write
 from nmt.metrics import score_lines
 from nmt.search import decode_corpus
@@ -32,7 +32,7 @@ log = logging.getLogger("translate")
 
 def build_parser() -> argparse.ArgumentParser:
     """translate.py's flags."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="translate.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

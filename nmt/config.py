@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from nmt.errors import NMTError
+from nmt.errors import ArgumentParser, NMTError
 
 
 @dataclass(frozen=True)
@@ -346,9 +346,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file; a missing or unparsable file raises NMTError."""
     path = Path(path)
     if not path.is_file():
-        raise NMTError(
-            f"config file {path} does not exist; pass --config with a file from configs/"
-        )
+        what = "is not a file" if path.exists() else "does not exist"
+        raise NMTError(f"config file {path} {what}; pass --config with a file from configs/")
     try:
         return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -403,7 +402,7 @@ SHORT_FLAGS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The train.py argument parser (dotted overrides are parsed separately)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="train.py",
         description="Train a Transformer translation model with label-smoothed cross-entropy.",
         epilog="Any config field can be set as --section.key VALUE, e.g. --train.lr 5e-4 "

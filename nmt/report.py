@@ -9,7 +9,6 @@ content with the figures embedded), report.json and the PNG figures into --out.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -20,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nmt.errors import NMTError
+from nmt.errors import ArgumentParser, NMTError
 from nmt.report_plots import PLOTS, plot_all
 
 # (key in the metrics, column title, format) of the report's main tables.
@@ -379,7 +378,7 @@ def write_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m nmt.report", description="Compare finished runs across label smoothing."
     )
     parser.add_argument("runs", nargs="+", help="run directories (each with results.json)")

@@ -219,6 +219,10 @@ def load_dataset_dict(cfg: DataConfig, candidates: tuple[Path, ...] = DEFAULT_LO
     for flag, path in flags.values():
         if not Path(path).is_file():
             raise NMTError(f"data file {path} does not exist; check {flag}")
+        if Path(path).suffix.lower() not in FILE_BUILDERS:
+            raise NMTError(
+                f"{flag} {path}: a data file must end in one of {', '.join(FILE_BUILDERS)}"
+            )
     roles = {cfg.train_split: "train", cfg.valid_split: "valid", cfg.test_split: "test"}
     wanted = {split: role for split, role in roles.items() if split not in flags}
     dd, files = datasets.DatasetDict(), {}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nmt.config import format_eps
 from nmt.config import parse_args as parse_train_args
-from nmt.errors import NMTError
+from nmt.errors import ArgumentParser, NMTError
 from nmt.files import FolderLock, lock_folder
 from nmt.run import setup_logging
 
@@ -40,7 +40,7 @@ OWNED = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m nmt.sweep",
         allow_abbrev=False,  # --seed (a train.py flag) must never be taken for --seeds
         description="Train the same model under several label-smoothing values and compare them.",

@@ -258,3 +258,22 @@ def test_diverged_losses_give_infinite_perplexity_not_a_crash():
     split = Split("valid", ["a"], ["b"], [[5, 3]], [[2, 6, 7, 3]])
     out = evaluate_loss(Wild(), split, TranslationLoss(12, 0, 0.1, "sum"), torch.device("cpu"), 64)
     assert math.isfinite(out["nll_loss"]) and out["nll_loss"] > 700 and out["ppl"] == math.inf
+
+
+@pytest.mark.parametrize(
+    "cli, args, message",
+    [
+        ("train.py", ["--device", "gpu"], "error: argument --device: invalid choice: 'gpu'"),
+        ("translate.py", ["--checkpoint", "x", "--beam", "two"], "error: argument --beam: invalid"),
+        ("-m nmt.sweep", ["--sweep-dir", "x"], "error: the following arguments are required: "),
+        ("-m nmt.report", [], "error: the following arguments are required: runs"),
+        ("-m nmt.report", ["a", "--bootstrap-samples", "1.5"], "error: argument --bootstrap"),
+    ],
+)
+def test_flag_parse_errors_are_one_line_too(tmp_path, cli, args, message):
+    from .conftest import module
+
+    proc = module(cli[3:], *args) if cli.startswith("-m ") else run(cli, *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(message), proc.stderr
+    assert proc.stderr.rstrip().endswith("--help")
