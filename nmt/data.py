@@ -124,7 +124,7 @@ def _split(dd, name: str, cfg: DataConfig, limit: int = 0):
     """One split of the DatasetDict (its first `limit` rows when limit > 0)."""
     if name not in dd:
         raise NMTError(
-            f"the dataset has no '{name}' split (it has {', '.join(dd)}); "
+            f"the dataset has no '{name}' split (it has {', '.join(dd) or 'none'}); "
             f"name the split with --data.{'train' if name == cfg.train_split else 'valid'}"
             f"_split or give files with --train-file/--valid-file"
         )

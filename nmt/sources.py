@@ -106,9 +106,10 @@ def resolve_folder(folder: Path, splits: dict[str, str]) -> dict[str, list[Path]
         if len(found) > 1:
             names = ", ".join(sorted(found))
             stems = [Path(k.rstrip("/-*")).name.split(".")[0] for k in sorted(found)]
+            by_name = f" or --data.{role}_split NAME (e.g. {stems[-1]})"
             raise NMTError(
                 f"split '{split}' matches {len(found)} files in {folder}: {names}; keep one, or "
-                f"choose with --{role}-file FILE or --data.{role}_split NAME (e.g. {stems[-1]})"
+                f"choose with --{role}-file FILE" + (by_name if len(set(stems)) > 1 else "")
             )
         if found:
             resolved[split] = next(iter(found.values()))
