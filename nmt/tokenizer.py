@@ -142,9 +142,18 @@ def remove_stale_training_dirs(root: Path) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
             lock.release()
             removed += 1
+    day_old = time.time() - 86400
     for stale in root.glob(".*.model.*.tmp"):  # an atomic write cut short
-        if time.time() - stale.stat().st_mtime > 3600:
+        if stale.stat().st_mtime < day_old:
             stale.unlink(missing_ok=True)
+    for legacy in root.glob("tmp*"):  # older versions' unlocked temp folders
+        if (
+            legacy.is_dir()
+            and (legacy / "corpus.txt").exists()
+            and legacy.stat().st_mtime < day_old
+        ):
+            shutil.rmtree(legacy, ignore_errors=True)
+            removed += 1
     return removed
 
 
@@ -176,6 +185,7 @@ def train_or_load(
     cached = root / f"{key}.model"
     try:
         root.mkdir(parents=True, exist_ok=True)
+        remove_stale_training_dirs(root)
         tok = load_cached(cached, vocab_size)
         if tok is not None:
             return tok
@@ -189,7 +199,6 @@ def train_or_load(
         # The process we waited for has probably written the entry.
         tok = load_cached(cached, vocab_size) if waited else None
         if tok is None:
-            remove_stale_training_dirs(root)
             tok = _train(
                 texts, vocab_size, model_type, character_coverage, max_sentences, root, key
             )

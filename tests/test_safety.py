@@ -295,8 +295,12 @@ def test_a_killed_tokenizer_training_leaves_nothing_for_long(tmp_path):
     stale = entry.parent / f".train-{'0' * 24}-abc123"
     stale.mkdir()
     (stale / "corpus.txt").write_text("half written\n")
-    train_or_load(TEXTS[:-2], 50, cache_dir=str(tmp_path))  # another entry: trains, cleans up
-    assert not stale.exists()
+    legacy = entry.parent / "tmpk2j4_x"  # what an older version's killed training left
+    legacy.mkdir()
+    (legacy / "corpus.txt").write_text("half written\n")
+    os.utime(legacy, (time.time() - 2 * 86400,) * 2)
+    train_or_load(TEXTS, 50, cache_dir=str(tmp_path))  # the next start, even one that reuses
+    assert not stale.exists() and not legacy.exists()
     assert not list(entry.parent.glob(".train-*"))
 
 
