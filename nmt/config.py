@@ -244,6 +244,7 @@ def format_eps(value: float) -> str:
     Used in run names, so two different eps values never share one ('{:g}' alone would give
     0.1 and 0.1000001 the same name).
     """
+    value = value + 0.0  # -0.0 becomes 0.0: one name for one value
     text = f"{value:g}"
     return text if float(text) == value else repr(value)
 

@@ -93,7 +93,7 @@ class RunDir:
     def start(self, cfg: Config, spm_model: bytes, data_files: dict[str, list[str]]) -> None:
         """The run can start: set an overwritten run aside, write config.yaml and spm.model,
         and send the log lines held so far to train.log."""
-        if self.overwrite:
+        if self.overwrite and self._run_files():
             if self.replaced.exists() and not (self.path / "checkpoint_last.pt").exists():
                 # An earlier --overwrite stopped before its first checkpoint: what is here is
                 # that attempt's, the run it replaced is already set aside.
@@ -308,7 +308,8 @@ def rng_state() -> dict:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
+    """Seed Python, NumPy and torch (all devices); seed + rank offsets wrap into NumPy's range."""
+    seed %= 2**32
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -195,7 +195,9 @@ def test_close_eps_values_get_their_own_runs_and_exact_flags():
     from nmt.config import format_eps
     from nmt.sweep import check_train_args, run_name
 
-    assert run_name(0.1, 1) == "ls0.1-seed1" and run_name(0.0, 2) == "ls0-seed2"
+    assert (
+        run_name(0.1, 1) == "ls0.1-seed1" and run_name(0.0, 2) == run_name(-0.0, 2) == "ls0-seed2"
+    )
     assert run_name(0.1000001, 1) == "ls0.1000001-seed1"
     assert run_name(0.1 + 1e-12, 1) == f"ls{0.1 + 1e-12!r}-seed1" != run_name(0.1, 1)
     for eps in (0.1, 0.1000001, 0.1 + 1e-12, 1 / 3, 0.0, 0.05):
