@@ -12,9 +12,10 @@ from nmt.config import parse_args
 from nmt.data import load_data
 from nmt.errors import NMTError
 from nmt.model import Transformer
+from nmt.precision import resolve_device
 from nmt.run import Preempted, RunDir, prepare_run_dir, seed_everything, setup_logging
 from nmt.tokenizer import Tokenizer, train_or_load
-from nmt.trainer import Trainer, resolve_device
+from nmt.trainer import Trainer
 
 log = logging.getLogger("train")
 

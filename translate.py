@@ -23,9 +23,9 @@ from nmt.data import truncate
 from nmt.errors import ArgumentParser, NMTError
 from nmt.files import atomic_write
 from nmt.metrics import score_lines
+from nmt.precision import AMP_DTYPES, resolve_device, resolve_precision
 from nmt.search import decode_corpus
 from nmt.tokenizer import EOS_ID
-from nmt.trainer import AMP_DTYPES, resolve_device, resolve_precision
 
 log = logging.getLogger("translate")
 

@@ -156,7 +156,8 @@ class PlainLoop:
 def build(name: str, cfg, vocab: int, device: torch.device, run_dir: Path):
     """A callable update(src, tgt) for one system, its parameters initialised from seed 0."""
     from nmt.model import Transformer
-    from nmt.trainer import AMP_DTYPES, Trainer
+    from nmt.precision import AMP_DTYPES
+    from nmt.trainer import Trainer
 
     torch.manual_seed(0)
     amp_dtype = AMP_DTYPES[cfg.train.precision]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nmt.precision import autocast
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -218,9 +219,7 @@ def decode_corpus(
     try:
         for idx in tqdm(batches, desc="decode", disable=None if progress else True, leave=False):
             src = pad([src_ids[i] for i in idx]).to(device)
-            with torch.autocast(
-                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-            ):
+            with autocast(device, amp_dtype):
                 if beam == 1:
                     found = greedy_search(
                         model, src, max_len_a, max_len_b, max_positions, alpha, use_cache, min_len

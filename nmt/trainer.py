@@ -24,6 +24,12 @@ from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, split_target
 from nmt.metrics import Calibration, corpus_scores, optimal_logit_gap
 from nmt.optim import build_optimizer, build_scheduler
+from nmt.precision import (
+    AMP_DTYPES,
+    autocast,
+    resolve_device,
+    resolve_precision,
+)
 from nmt.run import (
     Preempted,
     catch_stop_signals,
@@ -36,7 +42,6 @@ from nmt.search import decode_corpus
 from nmt.tokenizer import PAD_ID, Tokenizer
 
 log = logging.getLogger(__name__)
-AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Logged to TensorBoard at each validation and kept in results.json's history.
 VALID_SCALARS = (
     "loss",
@@ -51,26 +56,6 @@ VALID_SCALARS = (
     "entropy",
     "logit_gap",
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu; asking for an absent cuda is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise NMTError(
-            "--device cuda was asked for but no CUDA device is visible; use --device cpu"
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto -> bf16 on a CUDA device that supports it, else fp32; fp16 needs CUDA."""
-    if name == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if name == "fp16" and device.type != "cuda":
-        raise NMTError("--precision fp16 needs a CUDA device; use fp32 (or bf16) on the CPU")
-    return name
 
 
 @torch.no_grad()
@@ -94,9 +79,7 @@ def evaluate_loss(
     calibration = Calibration()
     for idx in make_batches(src_lens, tgt_lens, max_tokens, shuffle=False):
         src, tgt = (t.to(device) for t in collate(split, idx))
-        with torch.autocast(
-            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-        ):
+        with autocast(device, amp_dtype):
             logits = model(src, split_target(tgt)[0])
         out = loss_fn(logits, tgt)
         calibration.add(logits, split_target(tgt)[1], loss_fn.pad_id)
@@ -260,11 +243,7 @@ class Trainer:
             last = i == len(batches) - 1  # DDP all-reduces the gradient on the last backward
             defer = self.world.distributed and not last
             with self.net.no_sync() if defer else contextlib.nullcontext():
-                with torch.autocast(
-                    self.device.type,
-                    dtype=self.amp_dtype or torch.float32,
-                    enabled=self.amp_dtype is not None,
-                ):
+                with autocast(self.device, self.amp_dtype):
                     logits = self.net(src, split_target(tgt)[0])  # (B, T-1, V)
                 out = self.loss_fn(logits, tgt)
                 self.scaler.scale(out["loss"] * scale).backward()

@@ -11,8 +11,9 @@ from nmt.distributed import SINGLE
 from nmt.errors import NMTError
 from nmt.loss import TranslationLoss, split_target
 from nmt.model import Transformer
+from nmt.precision import resolve_precision
 from nmt.search import decode_corpus
-from nmt.trainer import Interval, Trainer, resolve_precision
+from nmt.trainer import Interval, Trainer
 
 from .test_cli import scalars
 

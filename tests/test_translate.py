@@ -185,3 +185,13 @@ def test_bad_flags_give_one_line_and_exit_2(run_dir, tmp_path, args, needle):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {needle}")
     assert not out.exists()  # nothing written on failure
+
+
+def test_translate_imports_neither_tensorboard_nor_the_trainer():
+    """translate.py needs the checkpoint, the model and the search: not the training stack."""
+    code = (
+        "import sys, translate; print(sorted(m for m in sys.modules if m.startswith("
+        "('tensorboard', 'torch.utils.tensorboard', 'nmt.trainer', 'nmt.distributed'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
