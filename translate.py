@@ -9,6 +9,7 @@ signatures, the lines `sacrebleu REF -i HYP -m bleu chrf -f text -w 2` prints).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -209,20 +210,30 @@ def translate(args: argparse.Namespace) -> None:
     src_ids = encode_sources(tok, lines, limit)
     todo = [i for i, line in enumerate(lines) if line.strip()]  # empty in, empty out
     nbest = args.nbest or 1
+    search = dataclasses.replace(  # the checkpoint's decode settings, under the flags given
+        cfg.decode,
+        beam=args.beam,
+        max_tokens=args.max_tokens,
+        **{
+            key: getattr(args, name)
+            for key, name in (
+                ("length_penalty", "length_penalty"),
+                ("max_len_a", "max_len_a"),
+                ("max_len_b", "max_len_b"),
+            )
+            if getattr(args, name) is not None
+        },
+    )
     found = decode_corpus(
         model,
         [src_ids[i] for i in todo],
-        device,
-        args.max_tokens,
-        cfg.decode.max_len_a if args.max_len_a is None else args.max_len_a,
-        cfg.decode.max_len_b if args.max_len_b is None else args.max_len_b,
-        AMP_DTYPES[precision],
-        progress=True,
-        beam=args.beam,
-        alpha=cfg.decode.length_penalty if args.length_penalty is None else args.length_penalty,
+        search,
+        device=device,
+        amp_dtype=AMP_DTYPES[precision],
         nbest=nbest,
         batch_size=args.batch_size,
         min_len=args.min_len,
+        progress=True,
     )
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in lines]
     for i, hyps in zip(todo, found):

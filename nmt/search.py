@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nmt.config import DecodeConfig
 from nmt.precision import autocast
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -185,32 +186,33 @@ def beam_search(
 def decode_corpus(
     model,
     src_ids: list[list[int]],
+    cfg: DecodeConfig,
+    *,
     device: torch.device,
-    max_tokens: int = 8192,
-    max_len_a: float = 1.2,
-    max_len_b: int = 10,
     amp_dtype: torch.dtype | None = None,
-    progress: bool = False,
-    beam: int = 1,
-    alpha: float = 1.0,
     nbest: int = 1,
     batch_size: int | None = None,
-    use_cache: bool = True,
     min_len: int = 0,
+    use_cache: bool = True,
+    progress: bool = False,
 ) -> list[list[Hypothesis]]:
-    """Decode each source id list (greedy when beam == 1); nbest lists in input order.
+    """Decode each source id list with cfg's search (greedy when cfg.beam == 1); nbest lists
+    in input order.
 
-    Batches are length-sorted and hold at most max_tokens decoder positions (sentences x beam x
-    longest output) and at most batch_size sentences.
+    Batches are length-sorted and hold at most cfg.max_tokens decoder positions (sentences x
+    beam x longest output) and at most batch_size sentences; an output has at most
+    cfg.max_len_a * source length + cfg.max_len_b tokens; beams rank by the GNMT length penalty
+    cfg.length_penalty.
     """
     from tqdm import tqdm
 
     from nmt.data import make_batches, pad
 
+    beam, alpha, max_len_a, max_len_b = cfg.beam, cfg.length_penalty, cfg.max_len_a, cfg.max_len_b
     lens = np.fromiter(map(len, src_ids), dtype=np.int64, count=len(src_ids))
     # Output length bounds the decoder's work, so budget the batch by the longest output too.
     widths = ((lens * max(max_len_a, 1.0) + max_len_b) * beam).astype(lens.dtype)
-    budget = max(max_tokens, int(widths.max(initial=1)))
+    budget = max(cfg.max_tokens, int(widths.max(initial=1)))
     batches = make_batches(lens, widths, budget, shuffle=False, max_sentences=batch_size)
     max_positions = model.cfg.max_positions
     out: list[list[Hypothesis]] = [[] for _ in src_ids]

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -296,7 +295,6 @@ class Trainer:
             disable=None if self.world.main else True,  # None: off when not a terminal
             dynamic_ncols=True,
         )
-        kill_at = int(os.environ.get("NMT_TEST_KILL_AT_STEP", 0))  # fault injection for tests
         with catch_stop_signals() as signals:
             while not stop and self.epoch < t.max_epochs and not self._done(t):
                 batches = make_batches(
@@ -329,9 +327,6 @@ class Trainer:
                     if t.save_every and self.step % t.save_every == 0 and t.keep_last:
                         self.save("numbered")
                     stop = stop or self._done(t)
-                    if self.step == kill_at:
-                        self.writer.flush()
-                        os.kill(os.getpid(), signal.SIGKILL)
                     if self._any_rank(signals.received):
                         bar.close()
                         self.save("last")
@@ -431,18 +426,13 @@ class Trainer:
         metrics = evaluate_loss(
             self.model, split, self.loss_fn, self.device, self.cfg.data.max_tokens, self.amp_dtype
         )
-        d = self.cfg.decode
         nbests = decode_corpus(
             self.model,
             split.src_ids,
-            self.device,
-            d.max_tokens,
-            d.max_len_a,
-            d.max_len_b,
-            self.amp_dtype,
+            self.cfg.decode,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
             progress=True,
-            beam=d.beam,
-            alpha=d.length_penalty,
         )
         ids = [hyps[0].tokens for hyps in nbests]
         hyps = self.tok.decode(ids)

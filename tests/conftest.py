@@ -13,6 +13,14 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+# tests/hooks/sitecustomize.py: NMT_TEST_KILL_AT_STEP fault injection for started processes.
+HOOKS = ROOT / "tests" / "hooks"
+
+
+def hooked_env(env: dict[str, str]) -> dict[str, str]:
+    """env with tests/hooks first on PYTHONPATH (inert unless NMT_TEST_KILL_AT_STEP is set)."""
+    path = os.pathsep.join(p for p in (str(HOOKS), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path}
 
 
 def _find_multi30k() -> Path:
@@ -120,7 +128,7 @@ def run(
     env: dict[str, str] | None = None,
 ):
     """Run one of the project's scripts as a user would; text in/out unless stdin is bytes."""
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = hooked_env({**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", **(env or {})})
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd,

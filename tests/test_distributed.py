@@ -17,7 +17,7 @@ from nmt.checkpoint import load_checkpoint
 from nmt.distributed import World, shard, world_from_env
 from nmt.errors import NMTError
 
-from .conftest import ROOT, cipher_flags, write_cipher
+from .conftest import ROOT, cipher_flags, hooked_env, write_cipher
 from .test_cli import scalars
 from .test_trainer import A_SRC, A_TGT, B_SRC, B_TGT, batch, trainer
 
@@ -115,7 +115,7 @@ def flags(cipher, run_dir, update_freq: int) -> list[str]:
 
 def launch(args: list[str], nproc: int, env: dict | None = None, tmp=None):
     """train.py with nproc ranks through torchrun (nproc 1: a plain process)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = hooked_env({**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})})
     if nproc == 1:
         cmd = [sys.executable, str(ROOT / "train.py"), *args]
     else:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.config import ModelConfig
+from nmt.config import DecodeConfig, ModelConfig
 from nmt.data import pad
 from nmt.model import Transformer
 from nmt.search import Hypothesis, beam_search, decode_corpus, greedy_search, length_penalty
@@ -156,19 +156,9 @@ def test_length_penalty_is_gnmt():
 @pytest.mark.parametrize("beam", [1, 4])
 def test_decode_corpus_keeps_input_order_across_batches(trained, beam):
     src_ids = task(50, 3000)[0]
-    whole = decode_corpus(
-        trained, src_ids, torch.device("cpu"), beam=beam, max_len_a=1.5, max_len_b=4, nbest=2
-    )
-    small = decode_corpus(
-        trained,
-        src_ids,
-        torch.device("cpu"),
-        beam=beam,
-        max_len_a=1.5,
-        max_len_b=4,
-        nbest=2,
-        batch_size=3,
-    )
+    search, cpu = DecodeConfig(beam=beam, max_len_a=1.5, max_len_b=4), torch.device("cpu")
+    whole = decode_corpus(trained, src_ids, search, device=cpu, nbest=2)
+    small = decode_corpus(trained, src_ids, search, device=cpu, nbest=2, batch_size=3)
     assert [[h.tokens for h in n] for n in whole] == [[h.tokens for h in n] for n in small]
     one_by_one = [
         beam_search(trained, pad([s]), max(beam, 1), 1.5, 4, nbest=2)[0]
@@ -185,9 +175,10 @@ def test_decode_corpus_keeps_input_order_across_batches(trained, beam):
 def test_min_len_with_equal_max_fixes_every_length(trained, beam):
     src = sources(20)
     src_ids, cpu = [row[row != 0].tolist() for row in src], torch.device("cpu")
-    found = decode_corpus(trained, src_ids, cpu, max_len_a=0, max_len_b=12, beam=beam, min_len=11)
+    search = DecodeConfig(beam=beam, max_len_a=0, max_len_b=12)
+    found = decode_corpus(trained, src_ids, search, device=cpu, min_len=11)
     assert [len(n[0].tokens) for n in found] == [11] * 20
-    free = decode_corpus(trained, src_ids, cpu, max_len_a=0, max_len_b=12, beam=beam)
+    free = decode_corpus(trained, src_ids, search, device=cpu)
     assert max(len(n[0].tokens) for n in free) < 11  # the trained model stops early by itself
     for row, n in list(zip(src, found))[:5]:  # the forced EOS is scored at its model logprob
         tf = teacher_forced_logprob(trained, row, n[0].tokens)

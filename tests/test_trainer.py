@@ -178,11 +178,13 @@ def test_validation_decodes_with_the_configured_search(tmp_path, beam):
     src = [[5 + i % 30, 6 + i % 7, 7, 3] for i in range(12)]
     split = Split("valid", ["s"] * 12, ["w5 w6"] * 12, src, [[2, 5, 6, 3]] * 12)
     metrics, hyps = t.evaluate(split)
-    found = decode_corpus(t.model, src, torch.device("cpu"), max_len_a=1.0, max_len_b=3, beam=beam)
+    from dataclasses import replace
+
+    cpu = torch.device("cpu")
+    found = decode_corpus(t.model, src, t.cfg.decode, device=cpu)
+    assert t.cfg.decode.beam == beam and (t.cfg.decode.max_len_a, t.cfg.decode.max_len_b) == (1, 3)
     assert hyps == FakeTok().decode([n[0].tokens for n in found])
-    other = decode_corpus(
-        t.model, src, torch.device("cpu"), max_len_a=1.0, max_len_b=3, beam=4 - beam
-    )
+    other = decode_corpus(t.model, src, replace(t.cfg.decode, beam=4 - beam), device=cpu)
     assert [n[0].tokens for n in found] != [n[0].tokens for n in other]  # the beam matters here
     assert set(metrics) >= {"bleu", "chrf", "nll_loss", "bleu_lc", "ece", "reliability"}
 
