@@ -101,7 +101,7 @@ def main() -> None:
     data_cfg = dataclasses.replace(cfg.data, dataset=args.dataset)
     sources, targets = read_split(load_dataset_dict(data_cfg), data_cfg.test_split, data_cfg)
     sources, targets = sources[: args.limit], targets[: args.limit]
-    src_ids = encode_split("test", sources, targets, tok, data_cfg.max_len, drop_long=False).src_ids
+    src_ids = encode_split("test", sources, targets, tok, data_cfg.max_len).src_ids
     lens = np.array([len(s) for s in src_ids])
     batches = [
         pad([src_ids[i] for i in b])

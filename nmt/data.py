@@ -241,30 +241,15 @@ def truncate(ids: list[int], max_len: int) -> list[int]:
 
 
 def encode_split(
-    name: str,
-    src_text: list[str],
-    tgt_text: list[str],
-    tok: Tokenizer,
-    max_len: int,
-    drop_long: bool,
+    name: str, src_text: list[str], tgt_text: list[str], tok: Tokenizer, max_len: int
 ) -> Split:
-    """Tokenize a split; over-long pairs are dropped (training) or truncated (evaluation)."""
+    """Tokenize an evaluation split; pairs longer than max_len are truncated, never dropped
+    (the training split is encoded by encode_arrow, which drops them)."""
     src_ids = [ids + [EOS_ID] for ids in tok.encode(src_text)]
     tgt_ids = [[BOS_ID] + ids + [EOS_ID] for ids in tok.encode(tgt_text)]
-    long = [i for i, (s, t) in enumerate(zip(src_ids, tgt_ids)) if max(len(s), len(t)) > max_len]
-    if long and drop_long:
-        log.info(
-            "%s: dropped %d of %d pairs longer than %d tokens",
-            name,
-            len(long),
-            len(src_ids),
-            max_len,
-        )
-        keep = sorted(set(range(len(src_ids))) - set(long))
-        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
-        return Split(name, pick(src_text), pick(tgt_text), pick(src_ids), pick(tgt_ids))
+    long = sum(max(len(s), len(t)) > max_len for s, t in zip(src_ids, tgt_ids))
     if long:
-        log.warning("%s: truncated %d pairs longer than %d tokens", name, len(long), max_len)
+        log.warning("%s: truncated %d pairs longer than %d tokens", name, long, max_len)
         src_ids = [truncate(s, max_len) for s in src_ids]
         tgt_ids = [truncate(t, max_len) for t in tgt_ids]
     return Split(name, src_text, tgt_text, src_ids, tgt_ids)
@@ -349,11 +334,11 @@ def load_data(cfg: DataConfig, tok_builder, candidates: tuple[Path, ...] = DEFAU
         raise
     splits = {
         "train": encode_arrow(train_ds, "train", cfg, tok, nested),
-        "valid": encode_split("valid", valid_src, valid_tgt, tok, cfg.max_len, drop_long=False),
+        "valid": encode_split("valid", valid_src, valid_tgt, tok, cfg.max_len),
     }
     if cfg.test_split in dd:
         test_src, test_tgt = read_split(dd, cfg.test_split, cfg, cfg.max_valid_pairs)
-        splits["test"] = encode_split("test", test_src, test_tgt, tok, cfg.max_len, drop_long=False)
+        splits["test"] = encode_split("test", test_src, test_tgt, tok, cfg.max_len)
     if not len(splits["train"]):
         raise NMTError(
             f"no training pairs are {cfg.max_len} tokens or shorter; raise --data.max_len"

@@ -62,20 +62,13 @@ def label_smoothed_nll(
             gold, rest = 1.0, 0.0
         loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, rest)
         return loss, nll, mask
+    if kind != "confidence-penalty":
+        raise NMTError(f"unknown smoothing type {kind!r}")
+    # The confidence penalty is not linear in the log-probabilities: plain autograd.
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
-    if eps == 0.0:
-        loss = nll
-    elif kind == "uniform":
-        loss = (1.0 - eps) * nll - eps * lprobs.mean(dim=-1)
-    elif kind == "fairseq":
-        vocab = lprobs.size(-1)
-        loss = (1.0 - eps) * nll + eps / (vocab - 1) * (-lprobs.sum(dim=-1) - nll)
-    elif kind == "confidence-penalty":
-        entropy = -(lprobs.exp() * lprobs).sum(dim=-1)  # (N,)
-        loss = nll - eps * entropy
-    else:
-        raise NMTError(f"unknown smoothing type {kind!r}")
+    entropy = -(lprobs.exp() * lprobs).sum(dim=-1)  # (N,)
+    loss = nll - eps * entropy
     zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
     return torch.where(mask, loss, zero), torch.where(mask, nll, zero), mask
 

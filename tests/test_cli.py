@@ -106,7 +106,7 @@ def test_checkpoint_alone_reproduces_logged_validation_loss(multi30k_run):
     model, tok, cfg, state = load_for_inference(run_dir / "checkpoint_best.pt")
     dd = load_dataset_dict(cfg.data)
     src, tgt = read_split(dd, cfg.data.valid_split, cfg.data, cfg.data.max_valid_pairs)
-    valid = encode_split("valid", src, tgt, tok, cfg.data.max_len, drop_long=False)
+    valid = encode_split("valid", src, tgt, tok, cfg.data.max_len)
     loss_fn = TranslationLoss(len(tok), smoothing=cfg.train.smoothing, reduction="sum")
     metrics = evaluate_loss(model, valid, loss_fn, torch.device("cpu"), 4096)
     logged = dict(scalars(run_dir)["valid/loss"])[state["step"]]

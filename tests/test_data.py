@@ -58,7 +58,7 @@ def test_max_tokens_smaller_than_a_pair_is_an_error():
 
 
 def test_collate_pads_right():
-    split = encode_split("s", ["a"], ["b"], _FakeTok(), 10, drop_long=True)
+    split = encode_split("s", ["a"], ["b"], _FakeTok(), 10)
     split.src_ids, split.tgt_ids = [[5, 3], [6, 7, 8, 3]], [[2, 9, 3], [2, 3]]
     src, tgt = collate(split, np.array([0, 1]))
     assert src.tolist() == [[5, 3, PAD_ID, PAD_ID], [6, 7, 8, 3]]
@@ -70,12 +70,11 @@ class _FakeTok:
         return [[10 + len(w) for w in t.split()] for t in texts]
 
 
-def test_encode_adds_specials_and_filters_or_truncates():
+def test_encode_adds_specials_and_truncates_evaluation_pairs():
     src = ["a bb", "a " * 20]
     tgt = ["ccc", "d"]
-    train = encode_split("train", src, tgt, _FakeTok(), max_len=6, drop_long=True)
-    assert train.src_ids == [[11, 12, EOS_ID]] and train.tgt_ids == [[BOS_ID, 13, EOS_ID]]
-    valid = encode_split("valid", src, tgt, _FakeTok(), max_len=6, drop_long=False)
+    valid = encode_split("valid", src, tgt, _FakeTok(), max_len=6)
+    assert valid.src_ids[0] == [11, 12, EOS_ID] and valid.tgt_ids[0] == [BOS_ID, 13, EOS_ID]
     assert len(valid) == 2 and valid.src_ids[1] == [11] * 5 + [EOS_ID]
     assert valid.src_text[1] == src[1]  # raw text kept whole for BLEU references
 
