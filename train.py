@@ -7,13 +7,16 @@ import shlex
 import sys
 
 from nmt import distributed
-from nmt.checkpoint import load_checkpoint
-from nmt.config import parse_args
+from nmt.checkpoint import TrainState, load_train_state
+from nmt.cli import parse_args
 from nmt.data import load_data
 from nmt.errors import NMTError
+from nmt.logbook import setup_logging
 from nmt.model import Transformer
 from nmt.precision import resolve_device
-from nmt.run import Preempted, RunDir, prepare_run_dir, seed_everything, setup_logging
+from nmt.rng import seed_everything
+from nmt.run import RunDir, prepare_run_dir
+from nmt.signals import Preempted
 from nmt.tokenizer import Tokenizer, train_or_load
 from nmt.trainer import Trainer
 
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, args = parse_args(argv)
         world = distributed.world_from_env()
-        distributed.init(resolve_device(cfg.train.device), world)
+        device = distributed.init(resolve_device(cfg.train.device), world)
         setup_logging(rank=world.rank, hold=world.main)  # train.log once the run starts
 
         def prepare() -> tuple:
@@ -42,20 +45,17 @@ def main(argv: list[str] | None = None) -> int:
 
         run_path, resuming = distributed.main_first(prepare, world, others=False)
         log.info("run directory %s", run_path)
-        state = None
-        if resuming:
-            state = load_checkpoint(run_path / "checkpoint_last.pt")
-            log.info("resuming from %s (update %d)", run_path / "checkpoint_last.pt", state["step"])
+        state = _resume_from(run_path) if resuming else None
         seed_everything(cfg.train.seed)
         tok, splits = distributed.main_first(lambda: _data(cfg, state), world)
         model = Transformer(cfg.model, len(tok))
         if world.rank:  # DDP copies rank 0's weights; dropout differs per rank
             seed_everything(cfg.train.seed + 1000 * world.rank)
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-        trainer = Trainer(cfg, model, tok, splits, run_path, command, state, world)
+        trainer = Trainer(cfg, model, tok, splits, run_path, command, state, world, device)
         if rd is not None:  # rank 0: only now does anything in the run directory change
             rd.start(cfg, tok.proto, {name: split.files for name, split in splits.items()})
-            trainer.on_save = rd.checkpoint_saved
+            trainer.checkpoints.on_save = rd.checkpoint_saved
         results = trainer.fit()
         distributed.barrier(world)  # every rank leaves together (rank 0 scored test last)
     except NMTError as exc:
@@ -91,11 +91,19 @@ def _abandon(rd: RunDir | None) -> None:
         rd.abandon()
 
 
-def _data(cfg, state: dict | None):
+def _resume_from(run_path) -> TrainState:
+    """The run's checkpoint_last.pt, checked for everything an exact resume needs."""
+    path = run_path / "checkpoint_last.pt"
+    state = load_train_state(path)
+    log.info("resuming from %s (update %d)", path, state.progress.step)
+    return state
+
+
+def _data(cfg, state: TrainState | None):
     """(tokenizer, splits): the checkpoint's tokenizer on resume, else trained or cached."""
     d = cfg.data
     if state is not None:  # the run's own tokenizer, whatever the cache holds now
-        saved_tok = Tokenizer.from_tensor(state["spm_model"])
+        saved_tok = Tokenizer.from_tensor(state.spm_model)
         return load_data(d, lambda texts: saved_tok)
     return load_data(
         d,

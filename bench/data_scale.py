@@ -52,11 +52,12 @@ def one_run(folder: str) -> dict:
     """In a fresh process: load_data, batches, one update; seconds and peak RSS."""
     import torch
 
-    from nmt.config import parse_args
-    from nmt.data import collate, load_data, make_batches
+    from nmt.batching import collate, make_batches
+    from nmt.cli import parse_args
+    from nmt.data import load_data
     from nmt.model import Transformer
+    from nmt.step import UpdateStep
     from nmt.tokenizer import train_or_load
-    from nmt.trainer import Trainer
 
     start = time.perf_counter()
     cfg, _ = parse_args(
@@ -75,8 +76,9 @@ def one_run(folder: str) -> dict:
     train = splits["train"]
     batches = make_batches(*train.lengths(), d.max_tokens, cfg.train.seed, 0)
     torch.manual_seed(0)
-    trainer = Trainer(cfg, Transformer(cfg.model, len(tok)), tok, splits, Path(folder) / "run")
-    stats = trainer.train_step([collate(train, batches[0])])
+    model = Transformer(cfg.model, len(tok))
+    update = UpdateStep.build(cfg.train, model, len(tok), torch.device("cpu"))
+    stats = update.step([collate(train, batches[0])])
     first = time.perf_counter()
     return {
         "pairs": len(train),
@@ -84,7 +86,7 @@ def one_run(folder: str) -> dict:
         "first_step_s": first - start,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "batches": len(batches),
-        "loss": stats["loss"] / stats["tokens"],
+        "loss": stats.loss / stats.tokens,
     }
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nmt.batching import make_batches, pad
 from nmt.checkpoint import load_for_inference
-from nmt.data import encode_split, load_dataset_dict, make_batches, pad, read_split
+from nmt.data import encode_split, load_dataset_dict, read_split
 from nmt.search import beam_search, greedy_search
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 

@@ -3,7 +3,7 @@
     python bench/mfu.py [--shape base|big] [--vocab 32000] [--tokens 25000] [--steps 10]
                         [--device cuda] [--precision bf16] [--compile]
 
-The trainer's own update (nmt.trainer.Trainer.train_step: autocast, the fused loss, clipping,
+The trainer's own update (nmt.step.UpdateStep.step: autocast, the fused loss, clipping,
 AdamW) on batches of random ids: sentences of --length source and target tokens, as many as
 fit in --tokens. The FLOPs of one update are counted by torch.utils.flop_counter on the real
 forward and backward (matmuls and attention; elementwise work is not counted, as usual for
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -69,37 +68,31 @@ def main() -> None:
     device = torch.device(args.device)
     from torch.utils.flop_counter import FlopCounterMode
 
-    from nmt.config import Config, ModelConfig, TrainConfig
+    from nmt.batching import Batch
+    from nmt.config import ModelConfig, TrainConfig
     from nmt.model import Transformer
-    from nmt.trainer import Trainer
+    from nmt.step import UpdateStep
 
     model_cfg = ModelConfig(encoder_layers=6, decoder_layers=6, **SHAPES[args.shape])
     train_cfg = TrainConfig(device=args.device, precision=precision, compile=args.compile)
-    cfg = Config(model=model_cfg, train=train_cfg)
-
-    class _Tok:
-        def __len__(self):
-            return args.vocab
-
     torch.manual_seed(0)
     model = Transformer(model_cfg, args.vocab)
-    run_dir = Path(tempfile.mkdtemp(prefix="mfu-"))
-    trainer = Trainer(cfg, model, _Tok(), {}, run_dir)
+    update = UpdateStep.build(train_cfg, model, args.vocab, device)  # no tokenizer, no run dir
     rows = args.tokens // args.length
     g = torch.Generator().manual_seed(0)
     src = torch.randint(4, args.vocab, (rows, args.length), generator=g)
     tgt = torch.randint(4, args.vocab, (rows, args.length + 1), generator=g)
     src[:, -1], tgt[:, 0], tgt[:, -1] = 3, 2, 3  # EOS, BOS ... EOS
-    batch = [(src.to(device), tgt.to(device))]
+    batch = [Batch.of(src.to(device), tgt.to(device))]
     for _ in range(2):  # warm-up (and compilation with --compile)
-        trainer.train_step(batch)
+        update.step(batch)
     with FlopCounterMode(display=False) as counter:
-        trainer.train_step(batch)
+        update.step(batch)
     flops = counter.get_total_flops()
     sync(device)
     start = time.perf_counter()
     for _ in range(args.steps):
-        trainer.train_step(batch)
+        update.step(batch)
     sync(device)
     seconds = (time.perf_counter() - start) / args.steps
     peak = matmul_peak(device, DTYPES[precision], 8192 if device.type == "cuda" else 2048)

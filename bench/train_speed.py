@@ -6,7 +6,7 @@
 
 Systems, all with the config's model sizes, shared embeddings and a tied output projection,
 AdamW and gradient clipping at 1.0, eps 0.1, the same dropout:
-  ours      nmt.trainer.Trainer.train_step (nmt.model.Transformer + TranslationLoss)
+  ours      nmt.step.UpdateStep.step (nmt.model.Transformer + TranslationLoss)
   textbook  torch.nn.Transformer + the full smoothed target tensor and F.kl_div
   marian    transformers MarianMTModel from a MarianConfig of the same sizes (ReLU) +
             F.cross_entropy(label_smoothing=0.1, ignore_index=pad) in a plain loop
@@ -28,7 +28,6 @@ import math
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,8 +45,9 @@ SYSTEMS = ("ours", "textbook", "marian")
 
 def batches(args) -> tuple[object, list[tuple[torch.Tensor, torch.Tensor]], int]:
     """(config, the first steps + 1 batches of epoch 1 as (src, tgt), vocabulary size)."""
-    from nmt.config import parse_args
-    from nmt.data import collate, load_data, make_batches
+    from nmt.batching import collate, make_batches
+    from nmt.cli import parse_args
+    from nmt.data import load_data
     from nmt.tokenizer import train_or_load
 
     flags = ["--config", args.config, "--dataset", args.dataset, "--device", args.device]
@@ -153,26 +153,21 @@ class PlainLoop:
         self.opt.zero_grad(set_to_none=True)
 
 
-def build(name: str, cfg, vocab: int, device: torch.device, run_dir: Path):
-    """A callable update(src, tgt) for one system, its parameters initialised from seed 0."""
+def build(name: str, cfg, vocab: int, device: torch.device):
+    """A callable update(batch) for one system, its parameters initialised from seed 0."""
     from nmt.model import Transformer
     from nmt.precision import AMP_DTYPES
-    from nmt.trainer import Trainer
+    from nmt.step import UpdateStep
 
     torch.manual_seed(0)
     amp_dtype = AMP_DTYPES[cfg.train.precision]
-    if name == "ours":
-
-        class _Tok:
-            def __len__(self):
-                return vocab
-
-        trainer = Trainer(cfg, Transformer(cfg.model, vocab), _Tok(), {}, run_dir)
-        return lambda src, tgt: trainer.train_step([(src, tgt)]), trainer.model
+    if name == "ours":  # the model and the loss alone: no tokenizer, no run directory
+        update = UpdateStep.build(cfg.train, Transformer(cfg.model, vocab), vocab, device)
+        return lambda batch: update.step([batch]), update.model
     model = Textbook(cfg.model, vocab) if name == "textbook" else marian(cfg.model, vocab)
     model = model.to(device)
     loop = PlainLoop(name, model, cfg, amp_dtype)
-    return lambda src, tgt: loop.step(src.to(device), tgt.to(device)), model
+    return lambda batch: loop.step(batch.src.to(device), batch.tgt.to(device)), model
 
 
 def sync(device: torch.device) -> None:
@@ -214,26 +209,25 @@ def main() -> None:
     from nmt.config import apply_overrides
 
     cfg = apply_overrides(cfg, {"train.precision": args.precision}, "bench")
-    tmp = Path(tempfile.mkdtemp(prefix="train_speed-"))
     if args.memory_of:
-        step, _ = build(args.memory_of, cfg, vocab, device, tmp / "run")
+        step, _ = build(args.memory_of, cfg, vocab, device)
         base = rss_mib()
-        for src, tgt in data[:2]:
-            step(src, tgt)
+        for batch in data[:2]:
+            step(batch)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"extra_mib": peak - base}))
         return
-    steps = {name: build(name, cfg, vocab, device, tmp / name)[0] for name in SYSTEMS}
+    steps = {name: build(name, cfg, vocab, device)[0] for name in SYSTEMS}
     seconds = dict.fromkeys(SYSTEMS, 0.0)
     peak = dict.fromkeys(SYSTEMS, 0.0)
-    tokens = sum(int((tgt[:, 1:] != PAD_ID).sum()) for _, tgt in data[1:])
-    for i, (src, tgt) in enumerate(data):
+    tokens = sum(batch.num_tokens for batch in data[1:])
+    for i, batch in enumerate(data):
         for name in SYSTEMS:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             sync(device)
             start = time.perf_counter()
-            steps[name](src, tgt)
+            steps[name](batch)
             sync(device)
             if i:  # update 0 is the warm-up
                 seconds[name] += time.perf_counter() - start

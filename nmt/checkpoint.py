@@ -1,7 +1,11 @@
-"""Atomic checkpoint save and a load that turns broken files into clear errors."""
+"""The checkpoint: one schema (TrainState), atomic files (CheckpointDir), clear load errors."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,121 @@ from nmt.errors import NMTError
 from nmt.files import atomic_write
 
 FORMAT_VERSION = 1
+# What translating needs; a checkpoint to resume from holds every field of TrainState.
+INFERENCE_KEYS = ("model", "config", "spm_model", "vocab_size")
+
+
+@dataclass
+class Progress:
+    """Where the loop is and what it has seen: the counters fit() keeps and a resume restores."""
+
+    step: int = 0  # updates done
+    epoch: int = 0  # epochs done
+    batch_pos: int = 0  # index in the epoch's batch order where the next update starts
+    best_bleu: float = -1.0
+    best_nll: float = math.inf
+    bad_validations: int = 0  # validations since the best one (early stopping)
+    best_valid: dict = field(default_factory=dict)  # validation metrics of the best checkpoint
+    skipped_total: int = 0
+    skipped_in_a_row: int = 0
+    history: list[dict] = field(default_factory=list)  # validation scalars, every validation
+    last_valid: dict = field(default_factory=dict)  # the latest validation's metrics
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds: all the next update depends on, config and tokenizer.
+
+    The file is the flat dict to_dict() writes (Progress's fields at the top level, the latest
+    validation under "valid"), so translate.py and other tools read the keys they need.
+    """
+
+    progress: Progress
+    model: dict
+    optimizer: dict
+    scheduler: dict
+    scaler: dict
+    rng: dict  # rank 0's generator states: where a resume with another rank count starts
+    rng_ranks: list | None  # every rank's (dropout differs per rank)
+    config: dict
+    vocab_size: int
+    spm_model: torch.Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        p = dataclasses.asdict(self.progress)
+        valid = {k: v for k, v in p.pop("last_valid").items() if not isinstance(v, str)}
+        return {
+            "rng_ranks": self.rng_ranks,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "scaler": self.scaler,
+            "step": p.pop("step"),
+            "epoch": p.pop("epoch"),
+            "batch_pos": p.pop("batch_pos"),
+            "rng": self.rng,
+            **p,
+            "valid": valid,  # the validation this checkpoint was saved after
+            "config": self.config,
+            "vocab_size": self.vocab_size,
+            "spm_model": self.spm_model,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], path: str | Path = "the checkpoint") -> TrainState:
+        """The TrainState of a checkpoint dict; one that cannot be resumed exactly is refused."""
+        names = [f.name for f in dataclasses.fields(Progress) if f.name != "last_valid"]
+        needed = [*names, "valid", *(f.name for f in dataclasses.fields(cls))]
+        missing = [k for k in needed if k not in state and k not in ("progress", "rng_ranks")]
+        if missing:
+            raise NMTError(
+                f"{path} lacks {', '.join(missing)} and cannot be resumed exactly; "
+                "pass --overwrite to start the run again"
+            )
+        progress = Progress(**{k: state[k] for k in names}, last_valid=dict(state["valid"]))
+        progress.history = list(progress.history)
+        return cls(
+            progress,
+            **{f.name: state.get(f.name) for f in dataclasses.fields(cls) if f.name != "progress"},
+        )
+
+
+class CheckpointDir:
+    """checkpoint_last.pt, checkpoint_best.pt and numbered checkpoint_step<N>.pt of one run.
+
+    Every write is atomic; numbered checkpoints beyond the newest keep_last are deleted;
+    on_save() runs after each write (e.g. RunDir.checkpoint_saved).
+    """
+
+    def __init__(self, folder: Path, keep_last: int = 0, on_save: Callable[[], None] | None = None):
+        self.folder, self.keep_last, self.on_save = Path(folder), keep_last, on_save
+
+    def path(self, kind: str, step: int = 0) -> Path:
+        """kind: last, best, or numbered (at update step)."""
+        name = f"checkpoint_step{step}.pt" if kind == "numbered" else f"checkpoint_{kind}.pt"
+        return self.folder / name
+
+    def save(self, kind: str, state: TrainState) -> Path:
+        """Write one checkpoint; a failed write (full or read-only disk) leaves the previous
+        file intact and stops with a clear error."""
+        path = self.path(kind, state.progress.step)
+        try:
+            save_checkpoint(state.to_dict(), path)
+        except OSError as exc:
+            raise NMTError(
+                f"cannot write {path}: {exc.strerror or exc}; the previous "
+                "checkpoint is intact; free space or fix permissions, then resume"
+            ) from None
+        if self.on_save is not None:
+            self.on_save()
+        if kind == "numbered" and self.keep_last:
+            numbered = sorted(
+                self.folder.glob("checkpoint_step*.pt"),
+                key=lambda p: int(p.stem.removeprefix("checkpoint_step")),
+            )
+            for old in numbered[: -self.keep_last]:
+                old.unlink()
+        return path
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -43,6 +162,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_train_state(path: str | Path, map_location: str | torch.device = "cpu") -> TrainState:
+    """The TrainState of a checkpoint file, checked for everything a resume needs."""
+    return TrainState.from_dict(load_checkpoint(path, map_location), path)
+
+
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild (model, tokenizer, config, state) from a checkpoint alone, in eval mode."""
     from nmt.config import Config
@@ -50,7 +174,7 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
     from nmt.tokenizer import Tokenizer
 
     state = load_checkpoint(path, map_location=device)
-    missing = [k for k in ("model", "config", "spm_model", "vocab_size") if k not in state]
+    missing = [k for k in INFERENCE_KEYS if k not in state]
     if missing:
         raise NMTError(
             f"checkpoint {path} lacks {', '.join(missing)}; it cannot be used to translate"

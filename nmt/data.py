@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nmt.config import DataConfig
 from nmt.errors import NMTError
@@ -20,7 +19,7 @@ from nmt.sources import (  # noqa: F401 (re-exported: the data API in one place)
     default_dataset,
     load_dataset_dict,
 )
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from nmt.tokenizer import EOS_ID, Tokenizer, frame_source, frame_target
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,8 @@ def one_line(text: str) -> str:
 
 @dataclass
 class Split:
-    """One split: raw text (for BLEU references) and ids (source + EOS, BOS + target + EOS)."""
+    """An evaluation split in memory (a batching.Pairs): raw text for BLEU references, and the ids
+    (tokenizer.frame_source / frame_target)."""
 
     name: str
     src_text: list[str]
@@ -63,7 +63,8 @@ class Split:
 
 
 class ArrowSplit:
-    """The training split as ids in a memory-mapped Arrow table (the datasets cache).
+    """The training split (a batching.Pairs) as ids in a memory-mapped Arrow table (the
+    datasets cache).
 
     Only the lengths live in memory (two int64 arrays); a batch reads its own rows.
     """
@@ -177,8 +178,8 @@ class _Encoder:
         ok = [_usable(s, t) for s, t in zip(srcs, tgts)]
         s_ids = self.tok.encode([one_line(s.strip()) if k else "" for s, k in zip(srcs, ok)])
         t_ids = self.tok.encode([one_line(t.strip()) if k else "" for t, k in zip(tgts, ok)])
-        src_ids = [ids + [EOS_ID] if k else [] for ids, k in zip(s_ids, ok)]
-        tgt_ids = [[BOS_ID] + ids + [EOS_ID] if k else [] for ids, k in zip(t_ids, ok)]
+        src_ids = [frame_source(ids) if k else [] for ids, k in zip(s_ids, ok)]
+        tgt_ids = [frame_target(ids) if k else [] for ids, k in zip(t_ids, ok)]
         return {
             "src_ids": src_ids,
             "tgt_ids": tgt_ids,
@@ -245,74 +246,14 @@ def encode_split(
 ) -> Split:
     """Tokenize an evaluation split; pairs longer than max_len are truncated, never dropped
     (the training split is encoded by encode_arrow, which drops them)."""
-    src_ids = [ids + [EOS_ID] for ids in tok.encode(src_text)]
-    tgt_ids = [[BOS_ID] + ids + [EOS_ID] for ids in tok.encode(tgt_text)]
+    src_ids = [frame_source(ids) for ids in tok.encode(src_text)]
+    tgt_ids = [frame_target(ids) for ids in tok.encode(tgt_text)]
     long = sum(max(len(s), len(t)) > max_len for s, t in zip(src_ids, tgt_ids))
     if long:
         log.warning("%s: truncated %d pairs longer than %d tokens", name, long, max_len)
         src_ids = [truncate(s, max_len) for s in src_ids]
         tgt_ids = [truncate(t, max_len) for t in tgt_ids]
     return Split(name, src_text, tgt_text, src_ids, tgt_ids)
-
-
-def make_batches(
-    src_lens: np.ndarray,
-    tgt_lens: np.ndarray,
-    max_tokens: int,
-    seed: int = 0,
-    epoch: int = 0,
-    shuffle: bool = True,
-    max_sentences: int | None = None,
-) -> list[np.ndarray]:
-    """Length-bucketed batches of indices with batch_size * longest side <= max_tokens.
-
-    max_sentences, when given, also caps the number of pairs in a batch.
-
-    Ties in length are broken randomly and the batch order is shuffled, both from (seed, epoch),
-    so every epoch's order is reproducible.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    perm = rng.permutation(len(src_lens)) if shuffle else np.arange(len(src_lens))
-    order = perm[np.lexsort((src_lens[perm], tgt_lens[perm]))]  # stable: ties stay permuted
-    longest = np.maximum(src_lens, tgt_lens)[order]
-    if len(longest) and longest.max() > max_tokens:
-        raise NMTError(
-            f"--max-tokens {max_tokens} is smaller than one {int(longest.max())}-token "
-            "pair; raise --max-tokens or lower --data.max_len"
-        )
-    batches, start, widest = [], 0, 0
-    for i, width in enumerate(longest):
-        widest = max(widest, int(width))
-        count = i - start + 1
-        if count * widest > max_tokens or (max_sentences and count > max_sentences):
-            batches.append(order[start:i])
-            start, widest = i, int(width)
-    if start < len(order):
-        batches.append(order[start:])
-    if shuffle:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return batches
-
-
-def pad(seqs: list[list[int]], width: int = 0) -> torch.Tensor:
-    """Right-pad id lists with PAD_ID into a (B, T) LongTensor, T = max(width, longest)."""
-    out = torch.full((len(seqs), max(width, *map(len, seqs))), PAD_ID, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out
-
-
-def collate(
-    split: Split | ArrowSplit, indices: np.ndarray, multiple: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(src (B, S), tgt (B, T)) padded id tensors for the given example indices.
-
-    multiple > 1 rounds S and T - 1 (the decoder's length) up to a multiple of it, so that a
-    compiled model sees few distinct shapes; padding changes no loss, NLL or count.
-    """
-    src, tgt = split.rows(indices)
-    up = lambda n: -(-n // multiple) * multiple  # noqa: E731
-    return pad(src, up(max(map(len, src)))), pad(tgt, up(max(map(len, tgt)) - 1) + 1)
 
 
 def load_data(cfg: DataConfig, tok_builder, candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS):

@@ -15,22 +15,25 @@ def split_target(target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 SMOOTHING_TYPES = ("uniform", "fairseq", "confidence-penalty")
+# The strengths each convention accepts, 0 <= eps < limit, and how the config says so:
+# uniform and fairseq need eps in [0, 1); for confidence-penalty eps is the entropy weight
+# beta, any finite value >= 0.
+SMOOTHING_LIMITS = {
+    "uniform": (1.0, "must be in [0, 1)"),
+    "fairseq": (1.0, "must be in [0, 1)"),
+    "confidence-penalty": (float("inf"), "must be >= 0 (the confidence penalty's beta)"),
+}
 
 
 def check_smoothing(eps: float, kind: str = "uniform") -> float:
-    """Return eps if it is a valid strength for this smoothing type, else raise NMTError.
-
-    uniform and fairseq need eps in [0, 1); for confidence-penalty eps is the entropy weight
-    beta, any finite value >= 0.
-    """
+    """Return eps if it is a valid strength for this smoothing type, else raise NMTError."""
     if kind not in SMOOTHING_TYPES:
         raise NMTError(
             f"unknown smoothing type {kind!r}; choose one of {', '.join(SMOOTHING_TYPES)}"
         )
-    if kind == "confidence-penalty":
-        if not 0.0 <= eps < float("inf"):
+    if not 0.0 <= eps < SMOOTHING_LIMITS[kind][0]:
+        if kind == "confidence-penalty":
             raise NMTError(f"the confidence penalty beta (--smoothing) must be >= 0, got {eps}")
-    elif not 0.0 <= eps < 1.0:
         raise NMTError(f"label smoothing must be in [0, 1), got {eps}; e.g. --smoothing 0.1")
     return float(eps)
 

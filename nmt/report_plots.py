@@ -44,6 +44,8 @@ def _pooled_bins(runs: list[dict], split: str) -> list[tuple[float, float, int]]
 
 def plot_all(runs: list[dict], rows: list[dict], out_dir: Path) -> list[str]:
     """Write every figure in PLOTS into out_dir; returns their file names."""
+    # Long by design: one independent block per figure, in the order of PLOTS; split into
+    # functions, each would take the same runs/rows/series and share nothing else.
     import matplotlib
 
     matplotlib.use("Agg")

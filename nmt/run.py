@@ -1,24 +1,18 @@
-"""Run control shared by the entry points: run directories, logging, stop signals, RNG state."""
+"""Run-directory policy: where a run lives, locking, refusing to clobber, --overwrite, resume."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import logging.handlers
-import random
 import shutil
-import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 import yaml
 
 from nmt.config import Config, flatten, format_eps
 from nmt.errors import NMTError
 from nmt.files import FolderLock, lock_folder, write_atomic
+from nmt.logbook import attach_log_file
 
 log = logging.getLogger(__name__)
 
@@ -188,138 +182,3 @@ def _check_existing(run_dir: Path, cfg: Config, overwrite: bool, resume: bool) -
             "choose another --run-dir or pass --overwrite to replace it"
         )
     return has_last
-
-
-class TqdmHandler(logging.Handler):
-    """Writes log lines above an active progress bar instead of through it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
-def setup_logging(
-    log_file: Path | None = None, level: int = logging.INFO, rank: int = 0, hold: bool = False
-) -> None:
-    """Log lines to stderr (through tqdm so bars stay intact) and optionally to a file.
-
-    hold: keep the lines in memory until attach_log_file() names the file (a run that cannot
-    start writes nothing into its run directory). Ranks other than 0 of a distributed run log
-    warnings and errors only, marked with the rank.
-    """
-    where = f"rank {rank} | " if rank else ""
-    level = max(level, logging.WARNING) if rank else level
-    fmt = logging.Formatter(
-        f"%(asctime)s | {where}%(levelname)s | %(name)s | %(message)s", "%Y-%m-%d %H:%M:%S"
-    )
-    root = logging.getLogger()
-    root.setLevel(level)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    console = TqdmHandler() if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
-    console.setFormatter(fmt)
-    root.addHandler(console)
-    if log_file is not None:
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(fmt)
-        root.addHandler(file_handler)
-    elif hold:
-        held = logging.handlers.MemoryHandler(10**9, flushLevel=logging.CRITICAL + 1)
-        held.setFormatter(fmt)
-        root.addHandler(held)
-    for noisy in ("datasets", "fsspec", "filelock", "urllib3", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def attach_log_file(log_file: Path) -> None:
-    """From now on log to log_file too, starting with the lines held by setup_logging(hold=True)."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.handlers.MemoryHandler):
-            file_handler = logging.FileHandler(log_file)
-            file_handler.setFormatter(handler.formatter)
-            handler.setTarget(file_handler)
-            handler.flush()
-            root.removeHandler(handler)
-            handler.close()
-            root.addHandler(file_handler)
-
-
-class Preempted(Exception):
-    """Training stopped on a signal after saving checkpoint_last.pt; the same command resumes."""
-
-    def __init__(self, signum: int, step: int, run_dir: Path):
-        self.signum, self.step, self.run_dir = signum, step, run_dir
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"stopped by {name} after update {step}; saved {run_dir / 'checkpoint_last.pt'}; "
-            "run the same command to resume"
-        )
-
-
-class _Signals:
-    received = 0
-
-
-@contextlib.contextmanager
-def catch_stop_signals():
-    """SIGTERM/SIGINT set a flag instead of killing; a second SIGINT interrupts at once."""
-    flags = _Signals()
-
-    def handler(signum, frame):
-        if flags.received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        flags.received = signum
-        log.warning("%s received: stopping after this update", signal.Signals(signum).name)
-
-    previous = {}
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: signals stay as they are
-        pass
-    try:
-        yield flags
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
-
-
-def rng_state() -> dict:
-    """Python, NumPy and torch (and CUDA) generator states, in types torch.load accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "python": list(random.getstate()),
-        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices); seed + rank offsets wrap into NumPy's range."""
-    seed %= 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nmt.batching import make_batches, pad
 from nmt.config import DecodeConfig
 from nmt.precision import autocast
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -205,8 +206,6 @@ def decode_corpus(
     cfg.length_penalty.
     """
     from tqdm import tqdm
-
-    from nmt.data import make_batches, pad
 
     beam, alpha, max_len_a, max_len_b = cfg.beam, cfg.length_penalty, cfg.max_len_a, cfg.max_len_b
     lens = np.fromiter(map(len, src_ids), dtype=np.int64, count=len(src_ids))

@@ -18,11 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nmt.cli import parse_args as parse_train_args
 from nmt.config import format_eps
-from nmt.config import parse_args as parse_train_args
 from nmt.errors import ArgumentParser, NMTError
 from nmt.files import FolderLock, lock_folder
-from nmt.run import setup_logging
+from nmt.logbook import setup_logging
 
 log = logging.getLogger("nmt.sweep")
 TRAIN_PY = Path(__file__).resolve().parent.parent / "train.py"

@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
+def frame_source(ids: list[int]) -> list[int]:
+    """The encoder's input: the source pieces and EOS."""
+    return ids + [EOS_ID]
+
+
+def frame_target(ids: list[int]) -> list[int]:
+    """The decoder's sequence: BOS, the target pieces, EOS (loss.split_target shifts it)."""
+    return [BOS_ID] + ids + [EOS_ID]
+
+
 class Tokenizer:
     """A SentencePiece model with the project's special ids."""
 

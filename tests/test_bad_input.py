@@ -218,7 +218,7 @@ def test_a_file_flag_that_does_not_exist_is_named(folder, tmp_path):
     ],
 )
 def test_bad_values_are_refused_before_any_work(flags, message):
-    from nmt.config import parse_args
+    from nmt.cli import parse_args
     from nmt.errors import NMTError
 
     with pytest.raises(NMTError) as err:
@@ -244,8 +244,8 @@ def test_diverged_losses_give_infinite_perplexity_not_a_crash():
     import torch
 
     from nmt.data import Split
+    from nmt.evaluate import evaluate_loss, perplexity
     from nmt.loss import TranslationLoss
-    from nmt.trainer import evaluate_loss, perplexity
 
     assert perplexity(1.0) == pytest.approx(math.e) and perplexity(800.0) == math.inf
 

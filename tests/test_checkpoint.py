@@ -50,3 +50,72 @@ def test_missing_truncated_and_foreign_files(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(NMTError, match="not a checkpoint written by this project"):
         load_checkpoint(foreign)
+
+
+def _state():
+    from nmt.checkpoint import Progress, TrainState
+
+    progress = Progress(step=7, epoch=1, batch_pos=3, best_bleu=12.5, best_nll=2.0)
+    progress.history.append({"step": 5, "bleu": 12.5})
+    progress.last_valid = {"bleu": 12.5, "bleu_signature": "nrefs:1|case:mixed"}
+    return TrainState(
+        progress=progress,
+        model={"w": torch.ones(2)},
+        optimizer={"state": {}},
+        scheduler={"last_epoch": 7},
+        scaler={},
+        rng={"torch": torch.zeros(3, dtype=torch.uint8)},
+        rng_ranks=None,
+        config={"train": {"lr": 1.0}},
+        vocab_size=40,
+        spm_model=torch.zeros(4, dtype=torch.uint8),
+    )
+
+
+def test_train_state_is_the_one_schema(tmp_path):
+    """The file holds exactly these keys (what checkpoints have always held), and reads back."""
+    from nmt.checkpoint import CheckpointDir, load_train_state
+
+    path = CheckpointDir(tmp_path).save("last", _state())
+    raw = load_checkpoint(path)
+    assert sorted(raw) == sorted(
+        "format_version rng_ranks model optimizer scheduler scaler step epoch batch_pos rng "
+        "best_bleu best_nll bad_validations best_valid skipped_total skipped_in_a_row history "
+        "valid config vocab_size spm_model".split()
+    )
+    assert raw["valid"] == {"bleu": 12.5}  # strings (signatures) are not kept
+    back = load_train_state(path)
+    assert (back.progress.step, back.progress.epoch, back.progress.batch_pos) == (7, 1, 3)
+    assert back.progress.history == [{"step": 5, "bleu": 12.5}] and back.vocab_size == 40
+    assert back.progress.last_valid == {"bleu": 12.5} and back.scheduler == {"last_epoch": 7}
+
+
+@pytest.mark.parametrize("key", ["optimizer", "batch_pos", "rng", "history", "spm_model"])
+def test_a_checkpoint_that_cannot_resume_exactly_is_refused(tmp_path, key):
+    from nmt.checkpoint import load_train_state
+
+    raw = _state().to_dict()
+    del raw[key]
+    save_checkpoint(raw, tmp_path / "old.pt")
+    with pytest.raises(NMTError) as err:
+        load_train_state(tmp_path / "old.pt")
+    assert str(err.value) == (
+        f"{tmp_path / 'old.pt'} lacks {key} and cannot be resumed exactly; "
+        "pass --overwrite to start the run again"
+    )
+
+
+def test_numbered_checkpoints_rotate_and_on_save_runs(tmp_path):
+    from nmt.checkpoint import CheckpointDir
+
+    saved = []
+    folder = CheckpointDir(tmp_path, keep_last=2, on_save=lambda: saved.append(1))
+    state = _state()
+    for step in (5, 10, 15):
+        state.progress.step = step
+        folder.save("numbered", state)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [
+        "checkpoint_step10.pt",
+        "checkpoint_step15.pt",
+    ]
+    assert len(saved) == 3 and folder.path("best") == tmp_path / "checkpoint_best.pt"

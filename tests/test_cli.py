@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nmt.checkpoint import load_for_inference
 from nmt.data import encode_split, load_dataset_dict, read_split
+from nmt.evaluate import evaluate_loss
 from nmt.loss import TranslationLoss
-from nmt.trainer import evaluate_loss
 from tests.conftest import cipher_flags, run
 
 ROOT = Path(__file__).resolve().parent.parent

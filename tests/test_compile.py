@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nmt.data import Split, collate
+from nmt.batching import collate
+from nmt.data import Split
 from nmt.tokenizer import PAD_ID
 
 from .conftest import cipher_flags, run, write_cipher
@@ -14,12 +15,14 @@ from .test_cli import scalars
 
 def test_collate_rounds_source_and_decoder_lengths_up():
     split = Split("t", [], [], [[5] * 3, [6] * 9], [[2, 7, 3], [2] + [8] * 10 + [3]])
-    src, tgt = collate(split, np.array([0, 1]), multiple=8)
+    padded = collate(split, np.array([0, 1]), multiple=8)
+    src, tgt = padded.src, padded.tgt
     assert src.shape == (2, 16) and tgt.shape == (2, 17)  # decoder input/labels: 16 wide
     assert (src[1, 9:] == PAD_ID).all() and tgt[1, :12].tolist() == [2] + [8] * 10 + [3]
-    plain_src, plain_tgt = collate(split, np.array([0, 1]))
-    assert plain_src.shape == (2, 9) and plain_tgt.shape == (2, 12)
-    assert (src[:, :9] == plain_src).all() and (tgt[:, :12] == plain_tgt).all()
+    plain = collate(split, np.array([0, 1]))
+    assert plain.src.shape == (2, 9) and plain.tgt.shape == (2, 12)
+    assert (src[:, :9] == plain.src).all() and (tgt[:, :12] == plain.tgt).all()
+    assert padded.num_tokens == plain.num_tokens == 2 + 11  # padding adds no label
 
 
 @pytest.mark.slow

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from nmt.config import Config, parse_args
+from nmt.cli import parse_args
+from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.model import Transformer
+
+from .conftest import ROOT
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
@@ -165,3 +168,17 @@ def test_unparsable_yaml_and_missing_file(tmp_path):
         parse_args(["--config", str(yml)])
     with pytest.raises(NMTError, match="does not exist"):
         parse_args(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_the_default_recipe_is_configs_multi30k_tiny():
+    """One recipe: `python train.py` and `--config configs/multi30k_tiny.yaml` resolve alike."""
+    tiny = ROOT / "configs" / "multi30k_tiny.yaml"
+    default, _ = parse_args([])
+    assert parse_args(["--config", str(tiny)])[0] == default
+    # Every value the file names is one the defaults hold (the file is not a no-op).
+    import yaml
+
+    for section, values in yaml.safe_load(tiny.read_text()).items():
+        for key, value in values.items():
+            assert getattr(getattr(default, section), key) == value, f"{section}.{key}"
+    assert (default.train.valid_every, default.train.patience) == (500, 10)

@@ -8,15 +8,14 @@ import os
 import numpy as np
 import pytest
 
+from nmt.batching import collate, make_batches
 from nmt.config import DataConfig
 from nmt.data import (
     DEFAULT_HUB_DATASET,
-    collate,
     default_dataset,
     encode_split,
     load_data,
     load_dataset_dict,
-    make_batches,
     read_split,
 )
 from nmt.errors import NMTError
@@ -60,9 +59,12 @@ def test_max_tokens_smaller_than_a_pair_is_an_error():
 def test_collate_pads_right():
     split = encode_split("s", ["a"], ["b"], _FakeTok(), 10)
     split.src_ids, split.tgt_ids = [[5, 3], [6, 7, 8, 3]], [[2, 9, 3], [2, 3]]
-    src, tgt = collate(split, np.array([0, 1]))
-    assert src.tolist() == [[5, 3, PAD_ID, PAD_ID], [6, 7, 8, 3]]
-    assert tgt.tolist() == [[2, 9, 3], [2, 3, PAD_ID]]
+    b = collate(split, np.array([0, 1]))
+    assert b.src.tolist() == [[5, 3, PAD_ID, PAD_ID], [6, 7, 8, 3]]
+    assert b.tgt.tolist() == [[2, 9, 3], [2, 3, PAD_ID]]
+    # The shift: the decoder reads BOS onwards, is scored on everything after BOS.
+    assert b.tgt_in.tolist() == [[2, 9], [2, 3]] and b.labels.tolist() == [[9, 3], [3, PAD_ID]]
+    assert b.num_tokens == 3
 
 
 class _FakeTok:

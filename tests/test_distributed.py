@@ -19,7 +19,7 @@ from nmt.errors import NMTError
 
 from .conftest import ROOT, cipher_flags, hooked_env, write_cipher
 from .test_cli import scalars
-from .test_trainer import A_SRC, A_TGT, B_SRC, B_TGT, batch, trainer
+from .test_trainer import A_SRC, A_TGT, B_SRC, B_TGT, batch, updater
 
 TORCHRUN = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
 
@@ -31,23 +31,26 @@ def free_port() -> int:
 
 
 def _one_update(rank: int, port: int, out: str, empty_rank1: bool) -> None:
-    """Rank r of 2 on its own batch: the synced gradient, then one Trainer.train_step."""
+    """Rank r of 2 on its own batch: the synced gradient, then one UpdateStep.step."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))
     os.environ.update(WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from pathlib import Path
 
-    t = trainer(Path(out), f"rank{rank}", world=world_from_env())
+    from nmt import distributed
+
+    world = world_from_env()
+    t = updater(world=world, device=distributed.init(torch.device("cpu"), world))
     mine, weight = [batch(A_SRC, A_TGT)], 1.0
     if rank == 1:  # B, or no batch of its own: then a batch that counts for nothing
         mine, weight = ([batch(A_SRC, A_TGT)], 0.0) if empty_rank1 else ([batch(B_SRC, B_TGT)], 1.0)
     stats = t.accumulate(mine, weight)
     grads = [p.grad.clone() for p in t.model.parameters()]
     t.optimizer.zero_grad(set_to_none=True)
-    t.train_step(mine, weight)
+    t.step(mine, weight)
     if rank == 0:
         params = [p.detach() for p in t.model.parameters()]
-        torch.save({"stats": stats, "grads": grads, "params": params}, Path(out) / "ddp.pt")
+        torch.save({"stats": vars(stats), "grads": grads, "params": params}, Path(out) / "ddp.pt")
     torch.distributed.barrier()  # leave together: a rank tearing gloo down alone may abort
     torch.distributed.destroy_process_group()
 
@@ -58,16 +61,16 @@ def test_one_ddp_update_equals_one_process_fed_both_batches(tmp_path, empty_rank
     ddp = torch.load(tmp_path / "ddp.pt")
     # One process, both ranks' batches accumulated into one update (A: 7 tokens, B: 2).
     both = [batch(A_SRC, A_TGT)] + ([] if empty_rank1 else [batch(B_SRC, B_TGT)])
-    single = trainer(tmp_path, "single", update_freq=2)
+    single = updater(update_freq=2)
     stats = single.accumulate(both)
-    assert ddp["stats"]["tokens"] == stats["tokens"] == (7 if empty_rank1 else 9)
+    assert ddp["stats"]["tokens"] == stats.tokens == (7 if empty_rank1 else 9)
     for key in ("loss", "nll", "correct"):
-        assert ddp["stats"][key] == pytest.approx(stats[key], abs=1e-5)
+        assert ddp["stats"][key] == pytest.approx(getattr(stats, key), abs=1e-5)
     for g_ddp, p in zip(ddp["grads"], single.model.parameters()):
         torch.testing.assert_close(g_ddp, p.grad, atol=1e-6, rtol=1e-5)
     single.optimizer.zero_grad(set_to_none=True)
-    single.train_step(both)
-    start = trainer(tmp_path, "start")
+    single.step(both)
+    start = updater()
     assert any(not torch.equal(a, b) for a, b in zip(ddp["params"], start.model.parameters()))
     for p_ddp, p_one in zip(ddp["params"], single.model.parameters()):
         torch.testing.assert_close(p_ddp, p_one.detach(), atol=1e-5, rtol=0)
@@ -76,7 +79,7 @@ def test_one_ddp_update_equals_one_process_fed_both_batches(tmp_path, empty_rank
         # another gradient; the all-reduced token count is what makes the equality hold.
         means = []
         for pair in both:
-            t = trainer(tmp_path, f"mean{len(means)}")
+            t = updater()
             t.accumulate([pair])
             means.append([p.grad for p in t.model.parameters()])
         gap = max((g - (a + b) / 2).abs().max() for g, a, b in zip(ddp["grads"], *means))

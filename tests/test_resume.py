@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nmt.checkpoint import load_checkpoint
-from nmt.config import parse_args
+from nmt.cli import parse_args
 from nmt.errors import NMTError
 from nmt.run import prepare_run_dir
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nmt.batching import pad
 from nmt.config import DecodeConfig, ModelConfig
-from nmt.data import pad
 from nmt.model import Transformer
 from nmt.search import Hypothesis, beam_search, decode_corpus, greedy_search, length_penalty
 from nmt.tokenizer import BOS_ID, EOS_ID

@@ -1,19 +1,23 @@
-"""The update step: gradient normalised by the update's tokens across accumulated batches."""
+"""The update step (gradient normalised by the update's tokens across accumulated batches, the
+skip policy) and the Trainer's validation, early stopping and checkpoints."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from nmt.batching import Batch, pad
 from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from nmt.data import Split, pad
+from nmt.data import Split
 from nmt.distributed import SINGLE
 from nmt.errors import NMTError
+from nmt.logbook import Interval
 from nmt.loss import TranslationLoss, split_target
 from nmt.model import Transformer
 from nmt.precision import resolve_precision
 from nmt.search import decode_corpus
-from nmt.trainer import Interval, Trainer
+from nmt.step import StepStats, UpdateStep
+from nmt.trainer import Trainer
 
 from .test_cli import scalars
 
@@ -31,21 +35,33 @@ class FakeTok:
         return [" ".join(f"w{i}" for i in row) for row in ids]
 
 
-def trainer(tmp_path, name, update_freq=1, beam=1, world=SINGLE):
-    cfg = Config(
+def config(update_freq=1, beam=1, **train):
+    return Config(
         decode=DecodeConfig(beam=beam, max_len_a=1.0, max_len_b=3),
         data=DataConfig(vocab_size=V),
         model=ModelConfig(
             d_model=16, heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0
         ),
-        train=TrainConfig(device="cpu", update_freq=update_freq, smoothing=0.1),
+        train=TrainConfig(device="cpu", update_freq=update_freq, smoothing=0.1, **train),
     )
+
+
+def updater(update_freq=1, world=SINGLE, device=None, **train):
+    """An UpdateStep built from a model and a loss alone: no tokenizer, no run directory."""
+    cfg = config(update_freq, **train)
     torch.manual_seed(0)
-    return Trainer(cfg, Transformer(cfg.model, V), FakeTok(), {}, tmp_path / name, world=world)
+    device = torch.device("cpu") if device is None else device
+    return UpdateStep.build(cfg.train, Transformer(cfg.model, V), V, device, world)
+
+
+def trainer(tmp_path, name, beam=1, **train):
+    cfg = config(beam=beam, **train)
+    torch.manual_seed(0)
+    return Trainer(cfg, Transformer(cfg.model, V), FakeTok(), {}, tmp_path / name)
 
 
 def batch(seqs_src, seqs_tgt):
-    return pad(seqs_src), pad(seqs_tgt)
+    return Batch.of(pad(seqs_src), pad(seqs_tgt))
 
 
 A_SRC, A_TGT = [[5, 6, 7, 3], [8, 9, 3]], [[2, 10, 11, 12, 13, 3], [2, 14, 3]]
@@ -56,46 +72,47 @@ def grads(model):
     return [p.grad.clone() for p in model.parameters()]
 
 
-def test_accumulated_gradient_equals_one_big_batch(tmp_path):
-    split = trainer(tmp_path, "split", update_freq=2)
+def test_accumulated_gradient_equals_one_big_batch():
+    split = updater(update_freq=2)
     split.accumulate([batch(A_SRC, A_TGT), batch(B_SRC, B_TGT)])
-    whole = trainer(tmp_path, "whole")
+    whole = updater()
     whole.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
     for g1, g2 in zip(grads(split.model), grads(whole.model)):
         assert torch.allclose(g1, g2, atol=1e-7)
     # And it is the gradient of the mean smoothed loss over all 9 target tokens (A: 5 + 2, B: 2).
-    ref = trainer(tmp_path, "ref")
-    src, tgt = batch(A_SRC + B_SRC, A_TGT + B_TGT)
-    out = TranslationLoss(V, smoothing=0.1)(ref.model(src, split_target(tgt)[0]), tgt)
+    ref = updater()
+    b = batch(A_SRC + B_SRC, A_TGT + B_TGT)
+    assert b.num_tokens == 9 and torch.equal(b.labels, split_target(b.tgt)[1])
+    out = TranslationLoss(V, smoothing=0.1)(ref.model(b.src, split_target(b.tgt)[0]), b.tgt)
     assert int(out["num_tokens"]) == 9
     out["loss"].backward()
     for g1, g2 in zip(grads(split.model), grads(ref.model)):
         assert torch.allclose(g1, g2, atol=1e-7)
 
 
-def test_per_batch_means_would_differ(tmp_path):
+def test_per_batch_means_would_differ():
     # Guard that the test above can fail: averaging per-batch means weights B's 2 tokens
     # like A's 7 and gives another gradient.
-    t = trainer(tmp_path, "mean")
+    t = updater()
     loss = TranslationLoss(V, smoothing=0.1)
     for src_seqs, tgt_seqs in ((A_SRC, A_TGT), (B_SRC, B_TGT)):
-        src, tgt = batch(src_seqs, tgt_seqs)
-        (loss(t.model(src, split_target(tgt)[0]), tgt)["loss"] / 2).backward()
-    whole = trainer(tmp_path, "whole2")
+        b = batch(src_seqs, tgt_seqs)
+        (loss(t.model(b.src, b.tgt_in), b.tgt)["loss"] / 2).backward()
+    whole = updater()
     whole.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
     assert not all(
         torch.allclose(a, b, atol=1e-6) for a, b in zip(grads(t.model), grads(whole.model))
     )
 
 
-def test_train_step_updates_and_schedules(tmp_path):
-    t = trainer(tmp_path, "step")
+def test_train_step_updates_and_schedules():
+    t = updater()
     before = [p.detach().clone() for p in t.model.parameters()]
-    stats = t.train_step([batch(A_SRC, A_TGT)])
-    assert stats["tokens"] == 7 and stats["grad_norm"] > 0
+    stats = t.step([batch(A_SRC, A_TGT)])
+    assert stats.tokens == 7 and stats.grad_norm > 0 and not stats.skipped
     assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
     assert all(p.grad is None for p in t.model.parameters())
-    assert t.scheduler.get_last_lr()[0] == pytest.approx(t.cfg.train.lr * 2 / 2000)
+    assert t.lr == pytest.approx(TrainConfig().lr * 2 / TrainConfig().warmup_steps)
 
 
 def test_precision_resolution_on_cpu():
@@ -108,12 +125,10 @@ def test_precision_resolution_on_cpu():
 
 def scripted_trainer(tmp_path, scores, patience):
     """A trainer whose validations return the given (bleu, nll) scores in turn."""
-    from dataclasses import replace
 
     from nmt.data import Split
 
-    t = trainer(tmp_path, "scripted")
-    t.cfg = replace(t.cfg, train=replace(t.cfg.train, patience=patience))
+    t = trainer(tmp_path, "scripted", patience=patience)
     t.splits = {"valid": Split("valid", ["a"], ["b"], [[5, 3]], [[2, 6, 3]])}
     feed = iter(scores)
 
@@ -145,29 +160,26 @@ def test_best_checkpoint_and_early_stopping(tmp_path):
     t = scripted_trainer(tmp_path, scores, patience=2)
     stops, best_steps = [], []
     for step in range(1, 6):
-        t.step = step
+        t.progress.step = step
         stops.append(t.validate())
         best_steps.append(load_checkpoint(t.run_dir / "checkpoint_best.pt")["step"])
     # BLEU ties go to the lower NLL (step 2); 11 < 12 is not better; 12 = 12 with lower NLL is.
     assert best_steps == [1, 2, 3, 3, 5]
     assert stops == [False, False, False, False, False]
-    t.step = 6
+    t.progress.step = 6
     assert t.validate() is False  # 13 improves: patience counter resets
     t2 = scripted_trainer(tmp_path, [(5.0, 1.0), (4.0, 1.0), (5.0, 1.0)], patience=2)
     assert [t2.validate(), t2.validate(), t2.validate()] == [False, False, True]
     assert load_checkpoint(t2.run_dir / "checkpoint_last.pt")["bad_validations"] == 2
 
 
-def test_bf16_autocast_step_on_cpu_tracks_fp32(tmp_path):
-    from dataclasses import replace
-
+def test_bf16_autocast_step_on_cpu_tracks_fp32():
     losses = {}
     for precision in ("fp32", "bf16"):
-        t = trainer(tmp_path, precision)
-        t.cfg = replace(t.cfg, train=replace(t.cfg.train, precision=precision))
-        t.amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        t = updater(precision=precision)
+        assert t.amp_dtype == {"fp32": None, "bf16": torch.bfloat16}[precision]
         stats = t.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
-        losses[precision] = stats["loss"] / stats["tokens"]
+        losses[precision] = stats.loss / stats.tokens
         assert all(torch.isfinite(p.grad).all() for p in t.model.parameters())
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
 
@@ -199,10 +211,10 @@ def test_evaluation_reports_calibration_of_the_teacher_forced_predictions(tmp_pa
     metrics, _ = t.evaluate(split)
     t.model.eval()
     with torch.no_grad():
-        src_t, tgt_t = pad(src), pad(tgt)
-        logits = t.model(src_t, split_target(tgt_t)[0])
+        b = batch(src, tgt)
+        logits = t.model(b.src, b.tgt_in)
     direct = Calibration()
-    direct.add(logits, split_target(tgt_t)[1], 0)
+    direct.add(logits, b.labels, 0)
     expected = direct.summary()
     for key in ("ece", "confidence", "entropy", "logit_gap"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-6), key
@@ -222,10 +234,10 @@ def poison(model, calls: set[int]):
     model.forward = patched
 
 
-def optimizer_snapshot(t):
+def optimizer_snapshot(u):
     return [
-        (p.detach().clone(), {k: v.clone() for k, v in t.optimizer.state.get(p, {}).items()})
-        for p in t.model.parameters()
+        (p.detach().clone(), {k: v.clone() for k, v in u.optimizer.state.get(p, {}).items()})
+        for p in u.model.parameters()
     ]
 
 
@@ -239,48 +251,43 @@ def same(a, b) -> bool:
 
 def test_nan_batch_skips_the_update_and_is_counted(tmp_path):
     t = trainer(tmp_path, "nan")
+    u = t.update
     poison(t.model, {2})
     data = [batch(A_SRC, A_TGT)]
-    t.train_step(data)  # a normal update first, so the optimizer has state
-    before = optimizer_snapshot(t)
-    stats = t.train_step(data)
-    t.step = 2
+    u.step(data)  # a normal update first, so the optimizer has state
+    before = optimizer_snapshot(u)
+    stats = u.step(data)
+    t.progress.step = 2
     t._check_skips(stats)
-    assert stats["skipped"] == 1 and t.skipped_total == 1 and t.skipped_in_a_row == 1
-    assert same(before, optimizer_snapshot(t))  # weights and Adam moments untouched
+    assert stats.skipped and t.progress.skipped_total == 1 and t.progress.skipped_in_a_row == 1
+    assert same(before, optimizer_snapshot(u))  # weights and Adam moments untouched
     assert all(p.grad is None for p in t.model.parameters())
-    stats = t.train_step(data)
+    stats = u.step(data)
     t._check_skips(stats)
-    assert stats["skipped"] == 0 and t.skipped_in_a_row == 0 and t.skipped_total == 1
-    assert not same(before, optimizer_snapshot(t))
-    iv = t._accumulate(Interval(), {**stats, "skipped": 1.0, "loss": float("nan")}, FakeBar())
-    assert iv.skipped == 1 and iv.loss == 0.0 and iv.updates == 1
-
-
-class FakeBar:
-    n = 0
-
-    def update(self, k):
-        self.n += k
+    assert not stats.skipped and t.progress.skipped_in_a_row == 0
+    assert t.progress.skipped_total == 1
+    assert not same(before, optimizer_snapshot(u))
+    iv = Interval()
+    iv.add(StepStats(float("nan"), 1.0, 1.0, 7, 1.0, skipped=True))
+    assert iv.skipped == 1 and iv.loss == 0.0 and iv.tokens == 0 and iv.updates == 1
+    iv.add(stats)
+    assert (iv.updates, iv.skipped, iv.tokens, iv.loss) == (2, 1, 7, stats.loss)
 
 
 def test_too_many_skips_in_a_row_stop_with_the_last_good_state(tmp_path):
-    from dataclasses import replace
-
     from nmt.checkpoint import load_checkpoint
 
-    t = trainer(tmp_path, "nan3")
-    t.cfg = replace(t.cfg, train=replace(t.cfg.train, max_skipped=3))
+    t = trainer(tmp_path, "nan3", max_skipped=3)
     t.run_dir.mkdir(parents=True, exist_ok=True)
     poison(t.model, {2, 3, 4})
     data = [batch(A_SRC, A_TGT)]
-    t.train_step(data)
-    t.step = 1
+    t.update.step(data)
+    t.progress.step = 1
     good = {k: v.clone() for k, v in t.model.state_dict().items()}
     with pytest.raises(NMTError, match="3 updates in a row had a non-finite loss"):
         for _ in range(3):
-            t.step += 1
-            t._check_skips(t.train_step(data))
+            t.progress.step += 1
+            t._check_skips(t.update.step(data))
     saved = load_checkpoint(t.run_dir / "checkpoint_last.pt")
     assert saved["step"] == 4 and saved["skipped_total"] == 3
     assert all(torch.equal(saved["model"][k], good[k]) for k in good)
@@ -289,30 +296,29 @@ def test_too_many_skips_in_a_row_stop_with_the_last_good_state(tmp_path):
 def test_loss_scaler_overflow_is_a_skipped_update(tmp_path):
     """The fp16 path's GradScaler, enabled on the CPU: an overflow halves the scale and skips."""
     t = trainer(tmp_path, "scaler")
-    t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    u = t.update
+    u.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
     data = [batch(A_SRC, A_TGT)]
-    t.train_step(data)
-    scale = t.scaler.get_scale()
-    before = optimizer_snapshot(t)
+    u.step(data)
+    scale = u.scaler.get_scale()
+    before = optimizer_snapshot(u)
     poison(t.model, {1})  # counts from now: the next forward
-    stats = t.train_step(data)
-    assert stats["skipped"] == 1
-    assert t.scaler.get_scale() == scale / 2
-    assert same(before, optimizer_snapshot(t))
+    stats = u.step(data)
+    assert stats.skipped
+    assert u.scaler.get_scale() == scale / 2
+    assert same(before, optimizer_snapshot(u))
     # The scale is logged with the interval (train/loss_scale), here 2**15 after the overflow.
-    t._log_train(Interval(tokens=7, updates=2, skipped=1))
-    t.writer.flush()
+    t.interval = Interval(tokens=7, updates=2, skipped=1)
+    t._log_train()
+    t.logbook.flush()
     assert scalars(t.run_dir)["train/loss_scale"] == [(0, 2.0**15)]
 
 
 def test_keep_last_numbered_checkpoints(tmp_path):
-    from dataclasses import replace
-
-    t = trainer(tmp_path, "keep")
-    t.cfg = replace(t.cfg, train=replace(t.cfg.train, keep_last=2, save_every=5))
+    t = trainer(tmp_path, "keep", keep_last=2, save_every=5)
     t.run_dir.mkdir(parents=True, exist_ok=True)
     for step in (5, 10, 15, 20):
-        t.step = step
+        t.progress.step = step
         t.save("numbered")
     names = sorted(p.name for p in t.run_dir.glob("checkpoint_step*.pt"))
     assert names == ["checkpoint_step15.pt", "checkpoint_step20.pt"]
@@ -325,7 +331,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     t = trainer(tmp_path, "full")
     t.run_dir.mkdir(parents=True, exist_ok=True)
-    t.step = 7
+    t.progress.step = 7
     t.save("last")
 
     def no_space(obj, handle):
@@ -333,7 +339,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", no_space)
-    t.step = 8
+    t.progress.step = 8
     with pytest.raises(NMTError) as err:
         t.save("last")
     monkeypatch.undo()
@@ -343,3 +349,17 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     )
     assert load_checkpoint(t.run_dir / "checkpoint_last.pt")["step"] == 7
     assert [p.name for p in t.run_dir.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_the_update_step_stands_alone():
+    """What bench/ imports to time an update: no trainer, TensorBoard, run directory or data."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nmt.step; print(sorted(m for m in sys.modules if m.startswith(("
+        "'tensorboard', 'torch.utils.tensorboard', 'nmt.trainer', 'nmt.run', 'nmt.data', "
+        "'nmt.sources', 'datasets'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ if os.environ.get("NMT_TEST_KILL_AT_STEP"):
 
     def _die_at_step(self, flag):
         if self.step == _KILL_AT:
-            self.writer.flush()
+            self.logbook.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         return _any_rank(self, flag)
 

@@ -1,0 +1,114 @@
+"""train.py's command line: short flags, --section.key overrides, and parse_args."""
+
+from __future__ import annotations
+
+import argparse
+
+from nmt.config import CHOICES, Config, apply_overrides, flatten, load_yaml, validate
+from nmt.errors import ArgumentParser, NMTError
+
+# Short spellings of the common flags; every field is also reachable as --section.key.
+SHORT_FLAGS: dict[str, tuple[str, str]] = {
+    "--smoothing": ("train.smoothing", "label smoothing eps in [0, 1)"),
+    "--smoothing-type": (
+        "train.smoothing_type",
+        "uniform (eps/K to every entry, the default), fairseq (eps/(K-1) to non-gold entries) "
+        "or confidence-penalty (NLL - eps * entropy)",
+    ),
+    "--dataset": (
+        "data.dataset",
+        "Hugging Face Hub id or local folder (train/validation/test files)",
+    ),
+    "--dataset-config": ("data.dataset_config", "Hub dataset config, e.g. de-en for wmt14"),
+    "--train-file": ("data.train_file", "training file (.jsonl/.json/.parquet/.csv)"),
+    "--valid-file": ("data.valid_file", "validation file"),
+    "--test-file": ("data.test_file", "test file"),
+    "--src": ("data.src", "source language key, e.g. en"),
+    "--tgt": ("data.tgt", "target language key, e.g. de"),
+    "--vocab-size": ("data.vocab_size", "joint SentencePiece vocabulary size"),
+    "--max-tokens": ("data.max_tokens", "tokens per batch, padding included"),
+    "--run-dir": ("train.run_dir", "where checkpoints, logs and TensorBoard files go"),
+    "--max-steps": ("train.max_steps", "stop after this many updates (0 = no limit)"),
+    "--max-epochs": ("train.max_epochs", "stop after this many epochs"),
+    "--seed": ("train.seed", "random seed (init, dropout, batch order)"),
+    "--lr": ("train.lr", "peak learning rate"),
+    "--update-freq": ("train.update_freq", "batches accumulated into one update"),
+    "--patience": ("train.patience", "early stopping after N validations without better BLEU"),
+    "--valid-every": ("train.valid_every", "validate every N updates"),
+    "--save-every": (
+        "train.save_every",
+        "save checkpoint_last.pt every N updates (0 = at validations)",
+    ),
+    "--keep-last": ("train.keep_last", "keep the newest K numbered step checkpoints (0 = none)"),
+    "--max-skipped": (
+        "train.max_skipped",
+        "stop after N consecutive updates with a non-finite loss or gradient",
+    ),
+    "--device": ("train.device", "auto, cpu or cuda"),
+    "--precision": ("train.precision", "auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The train.py argument parser (dotted overrides are parsed separately)."""
+    parser = ArgumentParser(
+        prog="train.py",
+        description="Train a Transformer translation model with label-smoothed cross-entropy.",
+        epilog="Any config field can be set as --section.key VALUE, e.g. --train.lr 5e-4 "
+        "or --model.dropout=0.1. Precedence: defaults < --config YAML < flags.",
+    )
+    parser.add_argument("--config", help="YAML file with data/model/train/decode sections")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing run in --run-dir"
+    )
+    parser.add_argument(
+        "--compile",
+        dest="train.compile",
+        action="store_const",
+        const="true",
+        default=None,
+        help="torch.compile the model (batch lengths padded to a multiple of 8 so that few "
+        "shapes are compiled)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from checkpoint_last.pt even if it finished or its "
+        "config differs (an unfinished run with the same config resumes without it)",
+    )
+    for flag, (key, help_text) in SHORT_FLAGS.items():
+        choices = CHOICES.get(key)
+        parser.add_argument(flag, dest=key, default=None, choices=choices, help=help_text)
+    return parser
+
+
+def parse_dotted(tokens: list[str]) -> dict[str, str]:
+    """Parse ['--train.lr', '5e-4', '--model.dropout=0.1'] into {'train.lr': '5e-4', ...}."""
+    overrides: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or "." not in token.split("=", 1)[0]:
+            raise NMTError(f"unknown argument '{token}'; see train.py --help")
+        if "=" in token:
+            key, value = token[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(tokens):
+                raise NMTError(f"'{token}' needs a value")
+            key, value = token[2:], tokens[i + 1]
+            i += 2
+        overrides[key] = value
+    return overrides
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Resolve defaults < YAML < short flags and dotted overrides into a validated Config."""
+    args, rest = build_parser().parse_known_args(argv)
+    cfg = Config()
+    if args.config:
+        cfg = apply_overrides(cfg, flatten(load_yaml(args.config), args.config), args.config)
+    flags = {key: value for key, value in vars(args).items() if "." in key and value is not None}
+    cfg = apply_overrides(cfg, flags, "command line")
+    cfg = apply_overrides(cfg, parse_dotted(rest), "command line")
+    return validate(cfg), args

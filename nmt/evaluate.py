@@ -1,0 +1,119 @@
+"""Scoring one split: teacher-forced loss and calibration, then decoding and BLEU/chrF."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from nmt.batching import Pairs, collate, make_batches
+from nmt.config import DecodeConfig
+from nmt.data import Split, one_line
+from nmt.loss import TranslationLoss
+from nmt.metrics import Calibration, corpus_scores
+from nmt.precision import autocast
+from nmt.search import decode_corpus
+
+# Logged to TensorBoard at each validation and kept in results.json's history.
+VALID_SCALARS = (
+    "loss",
+    "nll_loss",
+    "ppl",
+    "accuracy",
+    "bleu",
+    "chrf",
+    "bleu_lc",
+    "ece",
+    "confidence",
+    "entropy",
+    "logit_gap",
+)
+
+
+def perplexity(nll: float) -> float:
+    """exp(nll), inf where that overflows (a diverged run must still validate and report)."""
+    return math.exp(nll) if nll < 709.0 else math.inf
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model,
+    split: Pairs,
+    loss_fn: TranslationLoss,
+    device: torch.device,
+    max_tokens: int,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Teacher-forced smoothed loss, NLL, perplexity, accuracy and calibration per target token.
+
+    Calibration (metrics.Calibration): ECE over 15 confidence bins, mean confidence, entropy,
+    the gold-vs-other logit gap, and the reliability bins.
+    """
+    was_training = model.training
+    model.eval()
+    src_lens, tgt_lens = split.lengths()
+    totals = torch.zeros(4, dtype=torch.float64)  # loss, nll, correct, tokens
+    calibration = Calibration()
+    for idx in make_batches(src_lens, tgt_lens, max_tokens, shuffle=False):
+        batch = collate(split, idx).to(device)
+        with autocast(device, amp_dtype):
+            logits = model(batch.src, batch.tgt_in)
+        out = loss_fn(logits, batch.tgt)
+        calibration.add(logits, batch.labels, loss_fn.pad_id)
+        totals += torch.tensor(
+            [
+                float(out["loss"]),
+                float(out["nll_loss"]),
+                float(out["num_correct"]),
+                float(out["num_tokens"]),
+            ],
+            dtype=torch.float64,
+        )
+    model.train(was_training)
+    loss, nll, correct, tokens = totals.tolist()
+    tokens = max(tokens, 1.0)
+    return {
+        "loss": loss / tokens,
+        "nll_loss": nll / tokens,
+        "ppl": perplexity(nll / tokens),
+        "accuracy": correct / tokens,
+        "num_tokens": int(tokens),
+        **calibration.summary(),
+    }
+
+
+def evaluate_split(
+    model,
+    split: Split,
+    loss_fn: TranslationLoss,
+    tokenizer,
+    decode: DecodeConfig,
+    *,
+    device: torch.device,
+    max_tokens: int,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[dict, list[str]]:
+    """Loss metrics plus BLEU/chrF of decoded output on one split; returns (metrics, hyps).
+
+    decode is the search validation uses (the run's DecodeConfig); BLEU is cased sacreBLEU
+    against the split's raw references, bleu_lc its lowercased 13a variant for papers.
+    """
+    metrics = evaluate_loss(model, split, loss_fn, device, max_tokens, amp_dtype)
+    nbests = decode_corpus(
+        model, split.src_ids, decode, device=device, amp_dtype=amp_dtype, progress=True
+    )
+    hyps = tokenizer.decode([hyps[0].tokens for hyps in nbests])
+    metrics.update(corpus_scores(hyps, split.tgt_text))
+    # Lowercased, 13a-tokenized BLEU: only for comparisons with papers that report it.
+    lc = corpus_scores(hyps, split.tgt_text, lowercase=True, tokenize="13a")
+    metrics.update(bleu_lc=lc["bleu"], bleu_lc_signature=lc["bleu_signature"])
+    return metrics, hyps
+
+
+def write_outputs(folder: Path, split: Split, hyps: list[str]) -> None:
+    """<split>.hyp.txt and <split>.ref.txt, one line per pair, for rescoring with sacrebleu."""
+    # one_line: a line break inside a sentence would shift every later line.
+    for kind, lines in (("hyp", hyps), ("ref", split.tgt_text)):
+        text = "".join(one_line(x) + "\n" for x in lines)
+        (folder / f"{split.name}.{kind}.txt").write_text(text, encoding="utf-8")

@@ -1,0 +1,50 @@
+"""Stop signals: SIGTERM/SIGINT end training after the current update, checkpoint saved."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving checkpoint_last.pt; the same command resumes."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path):
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} after update {step}; saved {run_dir / 'checkpoint_last.pt'}; "
+            "run the same command to resume"
+        )
+
+
+class _Signals:
+    received = 0
+
+
+@contextlib.contextmanager
+def catch_stop_signals():
+    """SIGTERM/SIGINT set a flag instead of killing; a second SIGINT interrupts at once."""
+    flags = _Signals()
+
+    def handler(signum, frame):
+        if flags.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flags.received = signum
+        log.warning("%s received: stopping after this update", signal.Signals(signum).name)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield flags
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
