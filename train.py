@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+import time
 
 from nmt import distributed
 from nmt.checkpoint import TrainState, load_train_state
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     torchrun each process is one rank: rank 0 locks and prepares the run directory, builds the
     tokenizer and data cache first, and alone writes logs and checkpoints.
     """
+    started = time.monotonic()  # --max-minutes counts from here
     world, rd = distributed.SINGLE, None
     try:
         cfg, args = parse_args(argv)
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if world.rank:  # DDP copies rank 0's weights; dropout differs per rank
             seed_everything(cfg.train.seed + 1000 * world.rank)
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-        trainer = Trainer(cfg, model, tok, splits, run_path, command, state, world, device)
+        trainer = Trainer(cfg, model, tok, splits, run_path, command, state, world, device, started)
         if rd is not None:  # rank 0: only now does anything in the run directory change
             rd.start(cfg, tok.proto, {name: split.files for name, split in splits.items()})
             trainer.checkpoints.on_save = rd.checkpoint_saved

@@ -34,6 +34,7 @@ class Progress:
     skipped_in_a_row: int = 0
     history: list[dict] = field(default_factory=list)  # validation scalars, every validation
     last_valid: dict = field(default_factory=dict)  # the latest validation's metrics
+    elapsed_s: float = 0.0  # wall-clock seconds of training so far, earlier processes included
 
 
 @dataclass
@@ -54,11 +55,12 @@ class TrainState:
     config: dict
     vocab_size: int
     spm_model: torch.Tensor
+    ema: dict | None = None  # the averaged weights (--train.ema_decay), what validation used
 
     def to_dict(self) -> dict[str, Any]:
         p = dataclasses.asdict(self.progress)
         valid = {k: v for k, v in p.pop("last_valid").items() if not isinstance(v, str)}
-        return {
+        out = {
             "rng_ranks": self.rng_ranks,
             "model": self.model,
             "optimizer": self.optimizer,
@@ -74,24 +76,37 @@ class TrainState:
             "vocab_size": self.vocab_size,
             "spm_model": self.spm_model,
         }
+        if self.ema is not None:
+            out["ema"] = self.ema
+        return out
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], path: str | Path = "the checkpoint") -> TrainState:
         """The TrainState of a checkpoint dict; one that cannot be resumed exactly is refused."""
         names = [f.name for f in dataclasses.fields(Progress) if f.name != "last_valid"]
         needed = [*names, "valid", *(f.name for f in dataclasses.fields(cls))]
-        missing = [k for k in needed if k not in state and k not in ("progress", "rng_ranks")]
+        missing = [k for k in needed if k not in state and k not in _OPTIONAL]
         if missing:
             raise NMTError(
                 f"{path} lacks {', '.join(missing)} and cannot be resumed exactly; "
                 "pass --overwrite to start the run again"
             )
-        progress = Progress(**{k: state[k] for k in names}, last_valid=dict(state["valid"]))
+        saved = {k: state[k] for k in names if k in state}
+        progress = Progress(**saved, last_valid=dict(state["valid"]))
         progress.history = list(progress.history)
         return cls(
             progress,
             **{f.name: state.get(f.name) for f in dataclasses.fields(cls) if f.name != "progress"},
         )
+
+
+# Keys a resumable checkpoint may lack: what older versions did not write, or what is off.
+_OPTIONAL = ("progress", "rng_ranks", "elapsed_s", "ema")
+
+
+def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint translates with: the EMA average when the run kept one."""
+    return state["ema"] if state.get("ema") is not None else state["model"]
 
 
 class CheckpointDir:
@@ -188,7 +203,7 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
         )
     model = Transformer(cfg.model, state["vocab_size"])
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(inference_weights(state))
     except RuntimeError as exc:
         raise NMTError(
             f"checkpoint {path}: weights do not match its own architecture "

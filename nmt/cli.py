@@ -44,6 +44,11 @@ SHORT_FLAGS: dict[str, tuple[str, str]] = {
         "train.max_skipped",
         "stop after N consecutive updates with a non-finite loss or gradient",
     ),
+    "--max-minutes": (
+        "train.max_minutes",
+        "stop after the update that ends N minutes from the start (resumes count on); then "
+        "validate, score test and write results.json as usual",
+    ),
     "--device": ("train.device", "auto, cpu or cuda"),
     "--precision": ("train.precision", "auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16"),
 }

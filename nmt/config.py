@@ -90,6 +90,9 @@ class TrainConfig:
     save_every: int = 0  # also save checkpoint_last.pt every N updates; 0 = at validations only
     keep_last: int = 0  # keep the newest K numbered checkpoint_step<N>.pt files of save_every
     max_skipped: int = 10  # consecutive updates with a non-finite loss/gradient before stopping
+    max_minutes: float = 0.0  # stop after the update that ends this wall-clock budget; 0 = none
+    schedule: str = "inverse_sqrt"  # inverse_sqrt, or cosine/linear decay to 0 at the budget end
+    ema_decay: float = 0.0  # exponential moving average of the weights; 0 = off
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.smoothing_type": SMOOTHING_TYPES,
     "model.activation": ("relu", "gelu"),
+    "train.schedule": ("inverse_sqrt", "cosine", "linear"),
     "data.spm_model_type": ("unigram", "bpe", "char", "word"),
 }
 
@@ -314,6 +318,13 @@ def _checks(cfg: Config):
     yield t.save_every >= 0, "train.save_every", "must be >= 0 (0 = at validations only)"
     yield t.keep_last >= 0, "train.keep_last", "must be >= 0"
     yield t.max_skipped >= 1, "train.max_skipped", "must be >= 1"
+    yield t.max_minutes >= 0, "train.max_minutes", "must be >= 0 (0 = no time limit)"
+    yield (
+        t.schedule == "inverse_sqrt" or t.max_steps > 0 or t.max_minutes > 0,
+        "train.schedule",
+        f"{t.schedule} decays to 0 at the end of the budget: set --max-steps or --max-minutes",
+    )
+    yield 0 <= t.ema_decay < 1, "train.ema_decay", "must be in [0, 1) (0 = off)"
     yield dec.beam >= 1, "decode.beam", "must be >= 1"
     yield dec.length_penalty >= 0, "decode.length_penalty", "must be >= 0"
     yield dec.max_len_a >= 0, "decode.max_len_a", "must be >= 0"

@@ -1,6 +1,16 @@
-"""AdamW with decay-free norms/biases/embeddings, and the inverse-sqrt warmup schedule."""
+"""AdamW with decay-free norms/biases/embeddings, and the learning-rate schedules.
+
+Every schedule warms up linearly over warmup_steps updates to the peak cfg.lr. Then:
+  inverse_sqrt  lr * sqrt(warmup / step)                     (Vaswani et al.; no end needed)
+  cosine        lr * (1 + cos(pi * f)) / 2                   f = (step - warmup) / (T - warmup)
+  linear        lr * (1 - f)
+where T is the run's length in updates (Horizon): --max-steps, or, with --max-minutes, the
+trainer's running estimate of how many updates fit the time budget. Both reach 0 at update T.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -32,12 +42,43 @@ def inverse_sqrt(step: int, warmup_steps: int) -> float:
     return min(step / warmup_steps, (warmup_steps / step) ** 0.5)
 
 
+class Horizon:
+    """The run's length in updates (0: not known yet), for the schedules that end at it."""
+
+    def __init__(self, steps: int = 0):
+        self.steps = steps
+
+
+def decay_to_zero(step: int, warmup_steps: int, total: int, shape: str) -> float:
+    """LR multiplier of update step (1-based) for cosine or linear decay ending at total.
+
+    Before the horizon is known (total 0) the peak is held after warmup.
+    """
+    step = max(step, 1)
+    if step <= warmup_steps:
+        return step / warmup_steps
+    if total <= 0:
+        return 1.0
+    f = min((step - warmup_steps) / max(total - warmup_steps, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * f)) if shape == "cosine" else 1.0 - f
+
+
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, horizon: Horizon | None = None
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Inverse-sqrt schedule peaking at cfg.lr after cfg.warmup_steps updates."""
+    """cfg.schedule peaking at cfg.lr after cfg.warmup_steps updates.
+
+    horizon: the run's length for cosine/linear (default: cfg.max_steps); the caller may
+    change horizon.steps as training goes (a time budget) and the next update follows it.
+    """
+    horizon = Horizon(cfg.max_steps) if horizon is None else horizon
+    shape = cfg.schedule
+
     # LambdaLR calls the function with the number of scheduler steps taken so far (0-based),
     # which is the update about to happen minus one.
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda done: inverse_sqrt(done + 1, cfg.warmup_steps)
-    )
+    def factor(done: int) -> float:
+        if shape == "inverse_sqrt":
+            return inverse_sqrt(done + 1, cfg.warmup_steps)
+        return decay_to_zero(done + 1, cfg.warmup_steps, horizon.steps, shape)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

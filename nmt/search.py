@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from nmt.batching import make_batches, pad
 from nmt.config import DecodeConfig
 from nmt.precision import autocast
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 
 class Hypothesis(NamedTuple):
@@ -74,14 +74,21 @@ def _length_limits(
     return limits if max_positions is None else limits.clamp(max=max_positions)
 
 
+# Never an output token (fairseq sets their log-probabilities to -inf too): PAD and BOS mean
+# nothing there, and UNK would print as a placeholder instead of a word.
+NEVER_OUTPUT = (PAD_ID, BOS_ID, UNK_ID)
+
+
 def _constrain(lp: torch.Tensor, step: int, min_len: int, must_end: torch.Tensor) -> torch.Tensor:
-    """No EOS before min_len tokens; only EOS, at its own logprob, in rows at their limit."""
+    """Never PAD/BOS/UNK; no EOS before min_len tokens; only EOS, at its own logprob, in rows
+    at their limit. lp is a fresh log_softmax output and is changed in place."""
+    lp[:, list(NEVER_OUTPUT)] = float("-inf")
     ending = bool(must_end.any())
     if ending:
         forced = torch.full_like(lp, float("-inf"))
         forced[:, EOS_ID] = lp[:, EOS_ID]
     if step < min_len:
-        lp[:, EOS_ID] = float("-inf")  # in place: lp is a fresh log_softmax output
+        lp[:, EOS_ID] = float("-inf")
     return torch.where(must_end[:, None], forced, lp) if ending else lp
 
 

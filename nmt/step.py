@@ -17,8 +17,9 @@ from nmt import distributed
 from nmt.batching import Batch
 from nmt.config import TrainConfig
 from nmt.distributed import SINGLE, World
+from nmt.ema import EMA
 from nmt.loss import TranslationLoss
-from nmt.optim import build_optimizer, build_scheduler
+from nmt.optim import Horizon, build_optimizer, build_scheduler
 from nmt.precision import AMP_DTYPES, autocast, resolve_precision
 from nmt.tokenizer import PAD_ID
 
@@ -57,6 +58,8 @@ class UpdateStep:
         world: World = SINGLE,
         net: torch.nn.Module | None = None,
         pad_multiple: int = 1,
+        ema: EMA | None = None,
+        horizon: Horizon | None = None,
     ):
         self.model, self.loss, self.optimizer, self.scheduler = model, loss, optimizer, scheduler
         self.scaler, self.device, self.world = scaler, device, world
@@ -64,6 +67,8 @@ class UpdateStep:
         self.clip_norm = clip_norm if clip_norm > 0 else math.inf
         self.net = model if net is None else net
         self.pad_multiple = pad_multiple  # collate rounds lengths up to this (compiled shapes)
+        self.ema = ema  # updated after every update that was not skipped
+        self.horizon = Horizon() if horizon is None else horizon  # the schedule's end
 
     @classmethod
     def build(
@@ -96,11 +101,12 @@ class UpdateStep:
             net = torch.compile(net)
         loss = TranslationLoss(vocab_size, PAD_ID, t.smoothing, "sum", t.smoothing_type)
         optimizer = build_optimizer(model, t, fused=device.type == "cuda")
+        horizon = Horizon(t.max_steps)
         return cls(
             model,
             loss,
             optimizer,
-            build_scheduler(optimizer, t),
+            build_scheduler(optimizer, t, horizon),
             torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
             device=device,
             precision=precision,
@@ -108,6 +114,8 @@ class UpdateStep:
             world=world,
             net=net,
             pad_multiple=8 if t.compile else 1,
+            ema=EMA(model, t.ema_decay) if t.ema_decay else None,
+            horizon=horizon,
         )
 
     @property
@@ -157,15 +165,18 @@ class UpdateStep:
         stats.skipped = not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm))
         if not stats.skipped:
             self.scaler.step(self.optimizer)
+            if self.ema is not None:
+                self.ema.update()
         self.scaler.update()  # with fp16 an overflow lowers the loss scale; else a no-op
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return stats
 
     def state_dict(self) -> dict:
-        """The optimizer, schedule and loss-scaler states (the weights are the model's)."""
+        """The optimizer, schedule, loss-scaler and EMA states (the weights are the model's)."""
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }

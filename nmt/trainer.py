@@ -8,6 +8,7 @@ where (logbook).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -19,7 +20,13 @@ from tqdm import tqdm
 
 from nmt import distributed
 from nmt.batching import collate, make_batches
-from nmt.checkpoint import CheckpointDir, Progress, TrainState, load_checkpoint
+from nmt.checkpoint import (
+    CheckpointDir,
+    Progress,
+    TrainState,
+    inference_weights,
+    load_checkpoint,
+)
 from nmt.config import Config
 from nmt.data import Split
 from nmt.distributed import SINGLE, World
@@ -50,15 +57,18 @@ class Trainer:
         state: TrainState | None = None,
         world: World = SINGLE,
         device: torch.device | None = None,
+        started: float | None = None,
     ):
         """state: a checkpoint to resume from (everything the next update depends on).
 
         world: this process's rank among torchrun's processes, device its device (from
         distributed.init; default: cfg.train.device resolved). Each rank trains on its share
         of every update's batches through DistributedDataParallel; rank 0 alone validates,
-        logs and writes checkpoints.
+        logs and writes checkpoints. started: time.monotonic() when the process started, from
+        which --max-minutes counts (default: now).
         """
         self.world = world
+        self.started = time.monotonic() if started is None else started
         self.command = command  # the command line that started the run, for the report
         self.cfg, self.tok, self.splits, self.run_dir = cfg, tokenizer, splits, Path(run_dir)
         device = resolve_device(cfg.train.device) if device is None else device
@@ -67,6 +77,7 @@ class Trainer:
         self.progress = Progress()
         if state is not None:
             self.load_state(state)
+        self.elapsed_before = self.progress.elapsed_s  # earlier processes' training time
         # TensorBoard forgets whatever an interrupted process logged after the checkpoint.
         self.logbook = Logbook(self.run_dir, world.main, purge_step=self.progress.step + 1)
         self.checkpoints = CheckpointDir(self.run_dir, cfg.train.keep_last)
@@ -143,6 +154,7 @@ class Trainer:
         stats = self.update.step(group, weight=1.0 if mine else 0.0)
         p.batch_pos += len(chunk)
         p.step += 1
+        self._update_horizon()
         self.interval.add(stats)
         self._progress_bar()
         self._check_skips(stats)
@@ -154,7 +166,27 @@ class Trainer:
         return distributed.all_sum([float(bool(flag))], self.world, self.device)[0] > 0
 
     def _done(self) -> bool:
-        return bool(self.cfg.train.max_steps) and self.progress.step >= self.cfg.train.max_steps
+        t, step = self.cfg.train, self.progress.step
+        if t.max_steps and step >= t.max_steps:
+            return True
+        # Every rank must stop at the same update: the ranks agree on the clock.
+        if t.max_minutes and self._any_rank(self.elapsed() >= t.max_minutes * 60):
+            log.info("time budget of %g minutes reached at update %d", t.max_minutes, step)
+            return True
+        return False
+
+    def elapsed(self) -> float:
+        """Seconds of training so far: this process since it started, plus earlier ones."""
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def _update_horizon(self) -> None:
+        """With a time budget, the schedule's end is re-estimated from the pace so far."""
+        t, step = self.cfg.train, self.progress.step
+        if not t.max_minutes:
+            return
+        estimate = int(step * t.max_minutes * 60 / max(self.elapsed(), 1e-9))
+        (estimate,) = distributed.broadcast((estimate,), self.world)  # one LR on every rank
+        self.update.horizon.steps = min(estimate, t.max_steps) if t.max_steps else estimate
 
     def _check_skips(self, stats: StepStats) -> None:
         """Count skipped updates; too many in a row stop the run with the last good state saved."""
@@ -199,6 +231,11 @@ class Trainer:
         self.interval = Interval()
 
     # ---- validation, checkpoints, final scoring ---------------------------------------------
+    def averaged(self):
+        """The block runs with the EMA weights in the model when the run keeps an average."""
+        ema = self.update.ema
+        return contextlib.nullcontext() if ema is None else ema.swapped_in()
+
     def evaluate(self, split: Split) -> tuple[dict, list[str]]:
         """Loss metrics plus BLEU/chrF of decoded output on one split; returns (metrics, hyps)."""
         return evaluate_split(
@@ -236,7 +273,8 @@ class Trainer:
     def _validate_main(self) -> bool:
         """Score the validation split, log it, keep the best; True when it improved."""
         p, valid = self.progress, self.splits["valid"]
-        metrics, hyps = self.evaluate(valid)
+        with self.averaged():
+            metrics, hyps = self.evaluate(valid)
         p.history.append({"step": p.step, **{k: metrics[k] for k in VALID_SCALARS}})
         # Ties in BLEU (0.0 early in training, say) go to the lower validation NLL.
         improved = (metrics["bleu"], -metrics["nll_loss"]) > (p.best_bleu, -p.best_nll)
@@ -258,6 +296,7 @@ class Trainer:
         """This moment as a TrainState. Called on every rank at once: each rank's RNG state
         (dropout) is gathered to rank 0."""
         rng = rng_state()
+        self.progress.elapsed_s = self.elapsed()
         return TrainState(
             progress=self.progress,
             model=self.model.state_dict(),
@@ -282,6 +321,10 @@ class Trainer:
             ) from None
         u.scheduler.load_state_dict(state.scheduler)
         u.scaler.load_state_dict(state.scaler)
+        if u.ema is not None and state.ema is not None:
+            u.ema.load_state_dict(state.ema)
+        elif u.ema is not None:
+            log.warning("the checkpoint keeps no weight average: it starts from the weights now")
         self.progress = p = state.progress
         ranks = state.rng_ranks or []
         if len(ranks) == self.world.size:
@@ -307,7 +350,7 @@ class Trainer:
             return {}
         t, p = self.cfg.train, self.progress
         best = load_checkpoint(self.checkpoints.path("best"), self.device)
-        self.model.load_state_dict(best["model"])
+        self.model.load_state_dict(inference_weights(best))  # the EMA average when kept
         results: dict = {
             "smoothing": t.smoothing,
             "smoothing_type": t.smoothing_type,
@@ -316,6 +359,7 @@ class Trainer:
             "optimal_logit_gap": optimal_logit_gap(t.smoothing, len(self.tok), t.smoothing_type),
             "step": best["step"],
             "last_step": p.step,
+            "train_minutes": self.elapsed() / 60,
             "command": self.command,
             "valid": p.best_valid,
             "test": None,

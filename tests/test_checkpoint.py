@@ -81,13 +81,23 @@ def test_train_state_is_the_one_schema(tmp_path):
     assert sorted(raw) == sorted(
         "format_version rng_ranks model optimizer scheduler scaler step epoch batch_pos rng "
         "best_bleu best_nll bad_validations best_valid skipped_total skipped_in_a_row history "
-        "valid config vocab_size spm_model".split()
-    )
+        "valid config vocab_size spm_model elapsed_s".split()
+    )  # and "ema" when the run keeps a weight average
     assert raw["valid"] == {"bleu": 12.5}  # strings (signatures) are not kept
     back = load_train_state(path)
     assert (back.progress.step, back.progress.epoch, back.progress.batch_pos) == (7, 1, 3)
     assert back.progress.history == [{"step": 5, "bleu": 12.5}] and back.vocab_size == 40
     assert back.progress.last_valid == {"bleu": 12.5} and back.scheduler == {"last_epoch": 7}
+
+
+def test_older_checkpoints_without_elapsed_time_or_average_still_resume(tmp_path):
+    from nmt.checkpoint import load_train_state
+
+    raw = _state().to_dict()
+    del raw["elapsed_s"]
+    save_checkpoint(raw, tmp_path / "old.pt")
+    back = load_train_state(tmp_path / "old.pt")
+    assert back.progress.elapsed_s == 0.0 and back.ema is None and back.progress.step == 7
 
 
 @pytest.mark.parametrize("key", ["optimizer", "batch_pos", "rng", "history", "spm_model"])
