@@ -165,8 +165,8 @@ class UpdateStep:
         stats.skipped = not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm))
         if not stats.skipped:
             self.scaler.step(self.optimizer)
-            if self.ema is not None:
-                self.ema.update()
+            if self.ema is not None:  # the scheduler counts updates, skipped ones too
+                self.ema.update(self.scheduler.last_epoch + 1)
         self.scaler.update()  # with fp16 an overflow lowers the loss scale; else a no-op
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

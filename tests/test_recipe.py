@@ -52,22 +52,28 @@ def test_the_schedule_follows_a_changing_horizon():
 
 
 # ---- exponential moving average ------------------------------------------------------------
-def test_ema_after_k_updates_is_the_closed_form():
+@pytest.mark.parametrize("first", [1, 1000])
+def test_ema_after_k_updates_is_the_closed_form(first):
+    """ema_k = prod_t d_t * w_0 + sum_i (1 - d_i) prod_{t > i} d_t * w_i, d_t = min(0.9,
+    (1 + t) / (10 + t)): warming up from update 1 (d = 2/11, 3/12, ...), constant from 1000."""
     model = torch.nn.Linear(3, 2)
     d, k = 0.9, 5
+    steps = range(first, first + k)
+    decays = [min(d, (1 + t) / (10 + t)) for t in steps]
+    assert decays[0] == (2 / 11 if first == 1 else 0.9)
     start = {n: p.detach().clone() for n, p in model.state_dict().items()}
     ema = EMA(model, d)
     seen = []
-    for i in range(1, k + 1):
+    for i, t in enumerate(steps):
         with torch.no_grad():
             for p in model.parameters():
-                p.add_(float(i))  # the weights after update i: start + i(i+1)/2
+                p.add_(float(i + 1))  # the weights after each update
         seen.append({n: p.detach().clone() for n, p in model.state_dict().items()})
-        ema.update()
+        ema.update(t)
     for name in start:
-        expected = d**k * start[name] + sum(
-            (1 - d) * d ** (k - i) * seen[i - 1][name] for i in range(1, k + 1)
-        )
+        expected = math.prod(decays) * start[name]
+        for i in range(k):
+            expected = expected + (1 - decays[i]) * math.prod(decays[i + 1 :]) * seen[i][name]
         torch.testing.assert_close(ema.state_dict()[name], expected, atol=1e-6, rtol=0)
     live = {n: p.clone() for n, p in model.state_dict().items()}
     with ema.swapped_in():
