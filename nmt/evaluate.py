@@ -28,6 +28,7 @@ VALID_SCALARS = (
     "confidence",
     "entropy",
     "logit_gap",
+    "prob_gap",
 )
 
 

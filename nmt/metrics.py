@@ -84,6 +84,7 @@ class Calibration:
     correct: torch.Tensor = field(init=False)  # (M,) correct predictions per bin
     entropy: float = 0.0  # sum over predictions, nats
     gap: float = 0.0  # sum of gold logit minus the mean of the other logits
+    prob_gap: float = 0.0  # sum of log p_gold minus log of the mean other probability
     tokens: int = 0
 
     def __post_init__(self) -> None:
@@ -112,9 +113,22 @@ class Calibration:
         gold = logits.gather(-1, labels[:, None]).squeeze(-1)
         others = (logits.sum(-1) - gold) / (logits.size(-1) - 1)
         self.gap += float((gold - others).double().sum())
+        # log p_gold - log(mean of the K - 1 other probabilities), by a logsumexp over the
+        # others (stable where p_gold is close to 1, where log(1 - p_gold) would lose it).
+        gold_lp = lprobs.gather(-1, labels[:, None]).squeeze(-1)
+        rest = lprobs.scatter(-1, labels[:, None], float("-inf")).logsumexp(-1)
+        mean_other = rest - math.log(logits.size(-1) - 1)
+        self.prob_gap += float((gold_lp - mean_other).double().sum())
 
     def summary(self) -> dict:
-        """ECE, mean confidence, accuracy, entropy, logit gap and the reliability bins."""
+        """ECE, mean confidence, accuracy, entropy, the logit and probability gaps and the
+        reliability bins.
+
+        logit_gap (gold logit minus the mean other logit) reaches optimal_logit_gap at the
+        smoothed loss's minimum only when the other logits are equal; prob_gap (log p_gold minus
+        log of the mean other probability) reaches the same value at that minimum whatever they
+        are, and is at most logit_gap (Jensen: log of a mean exp >= the mean).
+        """
         n = max(self.tokens, 1)
         bins = [
             {
@@ -132,5 +146,6 @@ class Calibration:
             "calibration_accuracy": float(self.correct.sum()) / n,
             "entropy": self.entropy / n,
             "logit_gap": self.gap / n,
+            "prob_gap": self.prob_gap / n,
             "reliability": bins,
         }

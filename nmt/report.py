@@ -33,12 +33,16 @@ COLUMNS = (
     ("confidence", "confidence", "{:.3f}"),
     ("entropy", "entropy", "{:.3f}"),
     ("logit_gap", "logit gap", "{:.2f}"),
+    ("prob_gap", "prob gap", "{:.2f}"),
 )
+
+# Columns that results.json written before they existed lack: shown as "–" for those runs.
+OPTIONAL = ("prob_gap",)
 
 
 # What each split's metrics in results.json must hold for the report.
 SPLIT_KEYS = (
-    *(col for col, _, _ in COLUMNS),
+    *(col for col, _, _ in COLUMNS if col not in OPTIONAL),
     "reliability",
     "calibration_accuracy",
     "bleu_signature",
@@ -121,8 +125,13 @@ def group_label(key: tuple[str, float]) -> str:
     )
 
 
-def paired_bootstrap(runs: list[dict], n_samples: int) -> dict[str, float]:
-    """p-value of sacreBLEU's paired bootstrap test of each run against eps 0, same seed."""
+def paired_bootstrap(runs: list[dict], n_samples: int) -> dict[str, dict]:
+    """sacreBLEU's paired bootstrap test of each run against eps 0 with the same seed:
+    {run name: {"p_value": sacreBLEU's p, "bleu_delta": run BLEU - baseline BLEU}}.
+
+    sacreBLEU counts only the resampled differences strictly larger than the observed one, so
+    identical systems get p = 1 / (n_samples + 1); the table shows "–" where the observed
+    difference is zero and never calls it significant (see significant())."""
     from sacrebleu.metrics import BLEU
     from sacrebleu.significance import PairedTest
 
@@ -142,8 +151,29 @@ def paired_bootstrap(runs: list[dict], n_samples: int) -> dict[str, float]:
             n_samples=n_samples,
         )
         _, scores = test()
-        out[run["name"]] = float(scores["BLEU"][1].p_value)
+        base_score, run_score = scores["BLEU"][0], scores["BLEU"][1]
+        out[run["name"]] = {
+            "p_value": float(run_score.p_value),
+            "bleu_delta": float(run_score.score - base_score.score),
+        }
     return out
+
+
+SIGNIFICANCE = 0.05
+
+
+def significant(test: dict) -> bool:
+    """p below 0.05 with a non-zero observed difference (a zero difference never is)."""
+    return test["bleu_delta"] != 0 and test["p_value"] < SIGNIFICANCE
+
+
+def p_cell(test: dict | None) -> str:
+    """One seed's p-value as the table shows it: '–' for a zero difference, * when significant."""
+    if test is None:
+        return ""
+    if test["bleu_delta"] == 0:
+        return "–"
+    return f"{test['p_value']:.3f}" + ("*" if significant(test) else "")
 
 
 def summarise(values: Sequence[float]) -> dict:
@@ -155,7 +185,7 @@ def summarise(values: Sequence[float]) -> dict:
     return {"mean": statistics.fmean(vals), "std": std, "n": len(vals)}
 
 
-def aggregate(runs: list[dict], pvalues: dict[str, float]) -> list[dict]:
+def aggregate(runs: list[dict], pvalues: dict[str, dict]) -> list[dict]:
     """One row per (smoothing type, eps): mean/std over seeds of every metric, per split."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for run in runs:
@@ -170,11 +200,12 @@ def aggregate(runs: list[dict], pvalues: dict[str, float]) -> list[dict]:
             "seeds": [r["seed"] for r in members],
             "runs": [r["name"] for r in members],
             "optimal_logit_gap": members[0].get("optimal_logit_gap"),
-            "p_values": [pvalues.get(r["name"]) for r in members],
+            "p_values": [pvalues.get(r["name"], {}).get("p_value") for r in members],
+            "bleu_deltas": [pvalues.get(r["name"], {}).get("bleu_delta") for r in members],
         }
         for split in ("test", "valid"):
             present = [r[split] for r in members if r.get(split)]
-            row[split] = {col: summarise([m[col] for m in present]) for col, _, _ in COLUMNS}
+            row[split] = {col: summarise([m.get(col) for m in present]) for col, _, _ in COLUMNS}
         rows.append(row)
     return rows
 
@@ -202,10 +233,32 @@ def metrics_table(rows: list[dict], split: str) -> tuple[list[str], list[list[st
         line += [cell(row[split][col], fmt) for col, _, fmt in COLUMNS]
         line.append(gap_cell(row["optimal_logit_gap"]))
         if split == "test":
-            ps = [f"{p:.3f}" for p in row["p_values"] if p is not None]
-            line.append(", ".join(ps) if ps else "–")
+            tests = [
+                {"p_value": p, "bleu_delta": d}
+                for p, d in zip(row["p_values"], row["bleu_deltas"])
+                if p is not None
+            ]
+            line.append(", ".join(p_cell(t) for t in tests) if tests else "–")
         body.append(line)
     return header, body
+
+
+def table_notes(split: str) -> str:
+    """The sentences under the main table: what the gap columns and the p column mean."""
+    text = (
+        "The logit gap (gold logit minus the mean of the other logits) equals the optimum "
+        "gap at the loss's minimum only when the other logits are all equal; the prob gap "
+        "(log p_gold minus the log of the mean other probability) reaches the same optimum "
+        "whatever the others are, and is never larger than the logit gap."
+    )
+    if split == "test":
+        text += (
+            " p: * marks p < 0.05; – marks a run with the same BLEU as eps 0 of its seed, "
+            "for which sacreBLEU's bootstrap (counting only resampled differences strictly "
+            "larger than the observed one) reports p = 1/(resamples + 1), which means nothing: "
+            "report.json keeps that number, the table never calls it significant."
+        )
+    return text
 
 
 def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta: dict) -> list:
@@ -236,6 +289,7 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
     )
     doc.append(("h", 2, f"{'Test' if split == 'test' else 'Validation'} set"))
     doc.append(("table", *metrics_table(rows, split)))
+    doc.append(("p", table_notes(split)))
     if split == "test":
         doc.append(("h", 2, "Validation set"))
         doc.append(("table", *metrics_table(rows, "valid")))

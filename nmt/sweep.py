@@ -60,7 +60,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples"
     )
     parser.add_argument("--no-report", action="store_true", help="train only")
+    parser.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="copy each finished run's small files (results.json, config.yaml, train.log, "
+        "test/valid hypotheses and references; no checkpoints or event files) to DIR/<run>/, "
+        "e.g. to commit them; python -m nmt.report DIR/* rebuilds the report from them",
+    )
     return parser
+
+
+# What --artifacts keeps of a finished run: enough for nmt.report, small enough to commit.
+ARTIFACTS = (
+    "results.json",
+    "config.yaml",
+    "train.log",
+    "test.hyp.txt",
+    "test.ref.txt",
+    "valid.hyp.txt",
+    "valid.ref.txt",
+)
+
+
+def copy_artifacts(run_dir: Path, dest_root: Path) -> Path:
+    """Copy a finished run's ARTIFACTS into dest_root/<run name>/ (each written atomically).
+
+    A file already there with the same bytes is left alone; one with other bytes is refused
+    (it belongs to another run of that name), so nothing is ever overwritten.
+    """
+    dest = dest_root / run_dir.name
+    sources = [run_dir / name for name in ARTIFACTS if (run_dir / name).is_file()]
+    for src in sources:
+        target = dest / src.name
+        if target.exists() and target.read_bytes() != src.read_bytes():
+            raise NMTError(
+                f"{target} exists and differs from {src}: it is another run's; move it away "
+                "or choose another --artifacts folder"
+            )
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for src in sources:
+            target = dest / src.name
+            if not target.exists():
+                tmp = dest / f".{src.name}.tmp"
+                tmp.write_bytes(src.read_bytes())
+                tmp.replace(target)
+    except OSError as exc:
+        raise NMTError(f"cannot write --artifacts {dest_root}: {exc.strerror}") from None
+    return dest
 
 
 def run_name(eps: float, seed: int) -> str:
@@ -152,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep_dir = Path(args.sweep_dir)
         if sweep_dir.exists() and not sweep_dir.is_dir():
             raise NMTError(f"--sweep-dir {sweep_dir} is a file; choose a folder")
+        if args.artifacts and Path(args.artifacts).exists() and not Path(args.artifacts).is_dir():
+            raise NMTError(f"--artifacts {args.artifacts} is a file; name a folder")
         _held = claim_sweep_dir(sweep_dir, train_args)  # locked until this process exits
         setup_logging(sweep_dir / "sweep.log")
         runs = []
@@ -162,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run_dir)
                 if (run_dir / "results.json").is_file():
                     log.info("%s: finished earlier, not retrained", run_dir)
-                    continue
-                train_run(run_dir, eps, seed, train_args)
+                else:
+                    train_run(run_dir, eps, seed, train_args)
+                if args.artifacts:
+                    dest = copy_artifacts(run_dir, Path(args.artifacts))
+                    log.info("%s: artifacts copied to %s", run_dir.name, dest)
         if not args.no_report:
             from nmt.report import write_report
 

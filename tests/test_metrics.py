@@ -94,6 +94,36 @@ def test_calibration_from_logits_by_hand():
     entropy = -(p1 * p1.log()).sum() - (p2 * p2.log()).sum()
     assert s["entropy"] == pytest.approx(entropy.item() / 2, abs=1e-6)
     assert s["logit_gap"] == pytest.approx((2.0 + 3.0) / 2, abs=1e-6)  # 2 - 0 and 4 - 1
+    # log p_gold - log mean p_other = gold logit - log mean exp(other logits):
+    # 2 - log((1 + 1) / 2) = 2 and 4 - log((e + e) / 2) = 3.
+    assert s["prob_gap"] == pytest.approx((2.0 + 3.0) / 2, abs=1e-6)
+
+
+def test_prob_gap_differs_from_the_logit_gap_when_the_others_differ():
+    logits = torch.tensor([[4.0, 1.0, 0.0]])
+    cal = Calibration()
+    cal.add(logits, torch.tensor([0]), pad_id=-1)
+    s = cal.summary()
+    assert s["logit_gap"] == pytest.approx(4.0 - 0.5, abs=1e-6)
+    assert s["prob_gap"] == pytest.approx(4.0 - math.log((math.e + 1.0) / 2), abs=1e-6)  # 3.3799
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.3])
+def test_prob_gap_at_the_smoothed_optimum_is_the_closed_form_with_unequal_other_logits(eps):
+    """At p = q (the smoothed target) prob_gap is optimal_logit_gap; adding noise to the
+    non-gold logits while keeping their total probability keeps prob_gap, not logit_gap."""
+    k = 6
+    q = torch.full((k,), eps / k)
+    q[2] += 1 - eps
+    gen = torch.Generator().manual_seed(0)
+    other = torch.rand(k - 1, generator=gen) + 0.5
+    other = other / other.sum() * (q.sum() - q[2])  # unequal, same total as eps/K * (K - 1)
+    p = torch.cat([other[:2], q[2:3], other[2:]])
+    cal = Calibration()
+    cal.add(p.log()[None], torch.tensor([2]), pad_id=-1)
+    s = cal.summary()
+    assert s["prob_gap"] == pytest.approx(optimal_logit_gap(eps, k), abs=1e-5)
+    assert s["logit_gap"] > optimal_logit_gap(eps, k) + 1e-3  # Jensen: the logit gap is larger
 
 
 @pytest.mark.parametrize("kind", ["uniform", "fairseq"])

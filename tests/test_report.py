@@ -112,9 +112,33 @@ def test_table_is_mean_and_std_over_seeds_with_sacrebleu_p_values(runs, tmp_path
     for seed, p in zip((1, 2), row["p_values"]):
         expected = sacrebleu_paired_p(root / f"ls0-seed{seed}", root / f"ls0.1-seed{seed}", 300)
         assert p == pytest.approx(expected, abs=1e-12)
-    assert f"{row['p_values'][0]:.3f}, {row['p_values'][1]:.3f} |" in md
+    assert all(p < 0.05 for p in row["p_values"])  # 10% against 30-35% of the words dropped
+    assert f"{row['p_values'][0]:.3f}*, {row['p_values'][1]:.3f}* |" in md
+    assert row["bleu_deltas"] == [
+        pytest.approx(bleus[f"ls0.1-seed{s}"] - bleus[f"ls0-seed{s}"]) for s in (1, 2)
+    ]
     assert row["optimal_logit_gap"] == pytest.approx(optimal_logit_gap(0.1, 60))
     assert "Best test BLEU: eps 0.1" in md
+
+
+def test_identical_systems_get_a_dash_not_a_significant_p(tmp_path):
+    """sacreBLEU gives two identical systems p = 1/(n+1); the table must not call it significant."""
+    base = fake_run(tmp_path, "ls0-seed1", 0.0, 1, 0.3, 2.0, 0.9)
+    same = fake_run(tmp_path, "ls0.1-seed1", 0.1, 1, 0.3, 1.9, 0.6)  # same seed and rate
+    assert (same / "test.hyp.txt").read_text() == (base / "test.hyp.txt").read_text()
+    out = tmp_path / "report"
+    write_report([base, same], out, bootstrap_samples=200)
+    report = json.loads((out / "report.json").read_text())
+    test = report["p_values"]["ls0.1-seed1"]
+    expected = sacrebleu_paired_p(base, same, 200)
+    assert test == {"p_value": pytest.approx(expected, abs=1e-12), "bleu_delta": 0.0}
+    assert expected == pytest.approx(1 / 201)  # parity with sacreBLEU's number is kept
+    row = {x["label"]: x for x in report["rows"]}["eps 0.1"]
+    md = (out / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| eps 0.1 |"))
+    assert line.endswith("| – |") and "0.005" not in line and "*" not in line
+    assert row["bleu_deltas"] == [0.0]
+    assert "same BLEU as eps 0" in md  # the footnote says why
 
 
 def test_report_needs_matching_references(runs, tmp_path):

@@ -94,8 +94,11 @@ def test_sweep_trains_each_eps_and_writes_the_report(sweep):
     assert test_rows["eps 0 (no smoothing)"]["optimum gap"] == "∞"
     # K = 60: log((1 - 0.3 + 0.3 / 60) / (0.3 / 60)) = log(141) = 4.95
     assert test_rows["eps 0.3"]["optimum gap"] == "4.95"
-    p = float(test_rows["eps 0.3"]["p vs eps 0"])
-    assert 1 / 201 <= p <= 1.0
+    from nmt.report import p_cell
+
+    test = json.loads((sweep_dir / "report.json").read_text())["p_values"]["ls0.3-seed1"]
+    assert 1 / 201 <= test["p_value"] <= 1.0
+    assert test_rows["eps 0.3"]["p vs eps 0"] == p_cell(test)
     assert set(table_rows(md, "Validation set")) == set(test_rows)
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in md and "case:lc" in md
 
@@ -217,3 +220,43 @@ def test_malformed_sweep_record_and_bad_seeds_are_one_line(tmp_path):
     proc = module("nmt.sweep", "--smoothing", "0", "--seeds", "-1", "--sweep-dir", str(tmp_path))
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: 'train.seed' must be in [0, 2^32), got -1"
+
+
+def test_artifacts_rebuild_the_same_report_and_never_overwrite(sweep, tmp_path):
+    """--artifacts copies each finished run's small files; the report rebuilt from the copies
+    alone is the sweep's own report.json, number for number."""
+    proc, sweep_dir, args, data = sweep
+    assert proc.returncode == 0
+    keep = tmp_path / "study" / "runs"
+    again = module("nmt.sweep", *args, *train_flags(data), "--artifacts", str(keep))
+    assert again.returncode == 0, again.stderr[-3000:]
+    names = ("ls0-seed1", "ls0.3-seed1")
+    for name in names:
+        files = sorted(p.name for p in (keep / name).iterdir())
+        assert files == sorted(
+            ["config.yaml", "results.json", "train.log", "test.hyp.txt", "test.ref.txt",
+             "valid.hyp.txt", "valid.ref.txt"]
+        )  # fmt: skip
+        for f in files:
+            assert (keep / name / f).read_bytes() == (sweep_dir / name / f).read_bytes()
+    out = tmp_path / "study"
+    rebuilt = module(
+        "nmt.report", *(str(keep / n) for n in names), "--out", str(out),
+        "--bootstrap-samples", "200",
+    )  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (out / "report.json").read_text() == (sweep_dir / "report.json").read_text()
+    # A different file under a run's name is another run's: refused, left as it was.
+    (keep / "ls0.3-seed1" / "train.log").write_text("another run\n")
+    refused = module("nmt.sweep", *args, *train_flags(data), "--artifacts", str(keep))
+    assert refused.returncode == 2
+    last = refused.stderr.strip().splitlines()[-1]  # after the sweep's own log lines
+    assert last.startswith(f"error: {keep / 'ls0.3-seed1' / 'train.log'} exists and differs")
+    assert (keep / "ls0.3-seed1" / "train.log").read_text() == "another run\n"
+    # A file named as the folder: refused before any training.
+    (tmp_path / "afile").write_text("x")
+    proc = module("nmt.sweep", *args, *train_flags(data), "--artifacts", str(tmp_path / "afile"))
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip() == f"error: --artifacts {tmp_path / 'afile'} is a file; name a folder"
+    )

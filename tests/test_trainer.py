@@ -146,6 +146,7 @@ def scripted_trainer(tmp_path, scores, patience):
             "confidence": 0.0,
             "entropy": 0.0,
             "logit_gap": 0.0,
+            "prob_gap": 0.0,
             "bleu_signature": "sig",
         }, ["hyp"]
 
