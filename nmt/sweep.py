@@ -21,7 +21,7 @@ from pathlib import Path
 from nmt.cli import parse_args as parse_train_args
 from nmt.config import format_eps
 from nmt.errors import ArgumentParser, NMTError
-from nmt.files import FolderLock, lock_folder
+from nmt.files import FolderLock, atomic_write, lock_folder
 from nmt.logbook import setup_logging
 
 log = logging.getLogger("nmt.sweep")
@@ -102,9 +102,8 @@ def copy_artifacts(run_dir: Path, dest_root: Path) -> Path:
         for src in sources:
             target = dest / src.name
             if not target.exists():
-                tmp = dest / f".{src.name}.tmp"
-                tmp.write_bytes(src.read_bytes())
-                tmp.replace(target)
+                data = src.read_bytes()
+                atomic_write(target, lambda handle, data=data: handle.write(data), mode=0o644)
     except OSError as exc:
         raise NMTError(f"cannot write --artifacts {dest_root}: {exc.strerror}") from None
     return dest
