@@ -101,20 +101,36 @@ def evaluate_split(
     against the split's raw references, bleu_lc its lowercased 13a variant for papers.
     """
     metrics = evaluate_loss(model, split, loss_fn, device, max_tokens, amp_dtype)
+    scores, hyps = decode_and_score(model, split, tokenizer, decode, device, amp_dtype)
+    metrics.update(scores)
+    return metrics, hyps
+
+
+def decode_and_score(
+    model,
+    split: Split,
+    tokenizer,
+    decode: DecodeConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[dict, list[str]]:
+    """Decode a split with decode's search; cased BLEU/chrF and lowercased-tokenized BLEU."""
     nbests = decode_corpus(
         model, split.src_ids, decode, device=device, amp_dtype=amp_dtype, progress=True
     )
     hyps = tokenizer.decode([hyps[0].tokens for hyps in nbests])
-    metrics.update(corpus_scores(hyps, split.tgt_text))
+    scores = corpus_scores(hyps, split.tgt_text)
     # Lowercased, 13a-tokenized BLEU: only for comparisons with papers that report it.
     lc = corpus_scores(hyps, split.tgt_text, lowercase=True, tokenize="13a")
-    metrics.update(bleu_lc=lc["bleu"], bleu_lc_signature=lc["bleu_signature"])
-    return metrics, hyps
+    scores.update(bleu_lc=lc["bleu"], bleu_lc_signature=lc["bleu_signature"])
+    return scores, hyps
 
 
-def write_outputs(folder: Path, split: Split, hyps: list[str]) -> None:
-    """<split>.hyp.txt and <split>.ref.txt, one line per pair, for rescoring with sacrebleu."""
+def write_outputs(folder: Path, split: Split, hyps: list[str], search: str = "") -> None:
+    """<split>[.<search>].hyp.txt and <split>.ref.txt, one line per pair, for rescoring with
+    sacrebleu (search: e.g. "beam5" for the final beam search's output)."""
     # one_line: a line break inside a sentence would shift every later line.
-    for kind, lines in (("hyp", hyps), ("ref", split.tgt_text)):
+    hyp_name = f"{split.name}.{search}.hyp.txt" if search else f"{split.name}.hyp.txt"
+    for name, lines in ((hyp_name, hyps), (f"{split.name}.ref.txt", split.tgt_text)):
         text = "".join(one_line(x) + "\n" for x in lines)
-        (folder / f"{split.name}.{kind}.txt").write_text(text, encoding="utf-8")
+        (folder / name).write_text(text, encoding="utf-8")

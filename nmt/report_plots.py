@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PLOTS = {
-    "bleu_vs_eps.png": "Test BLEU against eps: one dot per seed, the line joins the means "
-    "(error bars: standard deviation over seeds)",
+    "bleu_vs_eps.png": "Test BLEU against eps, greedy (solid, dots) and beam search (dashed, "
+    "crosses) where the runs have it: one mark per seed, the line joins the means (error "
+    "bars: standard deviation over seeds)",
     "nll_ppl_vs_eps.png": "Unsmoothed NLL per token and perplexity against eps (test solid, "
     "validation dashed)",
     "ece_vs_eps.png": "Expected calibration error, and mean confidence against accuracy, "
@@ -74,9 +75,22 @@ def plot_all(runs: list[dict], rows: list[dict], out_dir: Path) -> list[str]:
             capsize=3,
             label=kind,
         )
+        beam = [r for r in rs if mean(r, "bleu_beam") is not None]
+        if beam:
+            ax.errorbar(
+                [r["smoothing"] for r in beam],
+                [mean(r, "bleu_beam") for r in beam],
+                yerr=[r[split]["bleu_beam"]["std"] for r in beam],
+                marker="s",
+                linestyle="--",
+                capsize=3,
+                label=f"{kind}, beam",
+            )
         for r in runs:
             if r.get("smoothing_type", "uniform") == kind or r["smoothing"] == 0:
                 ax.plot(r["smoothing"], r[split]["bleu"], "k.", alpha=0.4)
+                if r[split].get("bleu_beam") is not None:
+                    ax.plot(r["smoothing"], r[split]["bleu_beam"], "k+", alpha=0.4)
     ax.set(xlabel="eps", ylabel=f"{split} BLEU (sacreBLEU)")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifacts",
         metavar="DIR",
         help="copy each finished run's small files (results.json, config.yaml, train.log, "
-        "test/valid hypotheses and references; no checkpoints or event files) to DIR/<run>/, "
+        "test/valid hypotheses of greedy and beam search and the references; no checkpoints "
+        "or event files) to DIR/<run>/, "
         "e.g. to commit them; python -m nmt.report DIR/* rebuilds the report from them",
     )
     return parser
@@ -90,6 +91,7 @@ def copy_artifacts(run_dir: Path, dest_root: Path) -> Path:
     """
     dest = dest_root / run_dir.name
     sources = [run_dir / name for name in ARTIFACTS if (run_dir / name).is_file()]
+    sources += sorted(run_dir.glob("*.beam*.hyp.txt"))  # the final beam search's output
     for src in sources:
         target = dest / src.name
         if target.exists() and target.read_bytes() != src.read_bytes():

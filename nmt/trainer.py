@@ -9,6 +9,7 @@ where (logbook).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -31,7 +32,7 @@ from nmt.config import Config
 from nmt.data import Split
 from nmt.distributed import SINGLE, World
 from nmt.errors import NMTError
-from nmt.evaluate import VALID_SCALARS, evaluate_split, write_outputs
+from nmt.evaluate import VALID_SCALARS, decode_and_score, evaluate_split, write_outputs
 from nmt.logbook import Interval, Logbook, compiled_graphs
 from nmt.metrics import optimal_logit_gap
 from nmt.precision import resolve_device
@@ -41,6 +42,12 @@ from nmt.step import StepStats, UpdateStep
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+
+
+def budget_steps(max_steps: int, epoch_steps: int) -> int:
+    """The run's length in updates without a time budget: max_steps (0 = none) or the updates
+    of max_epochs epochs, whichever ends first; cosine and linear decay to 0 there."""
+    return min(max_steps, epoch_steps) if max_steps else epoch_steps
 
 
 class Trainer:
@@ -102,8 +109,14 @@ class Trainer:
         t, p = self.cfg.train, self.progress
         src_lens, tgt_lens = self.splits["train"].lengths()
         self.interval, stop, last_valid = Interval(), False, -1
+        # Every epoch has the same number of batches (only the order of equal lengths changes).
+        per_epoch = -(-len(make_batches(src_lens, tgt_lens, self.cfg.data.max_tokens, t.seed))
+                      // (t.update_freq * self.world.size))  # fmt: skip
+        self.budget = budget_steps(t.max_steps, t.max_epochs * per_epoch)
+        self.update.horizon.steps = self.budget
+        self._update_horizon()  # with a time budget: from the pace so far (a resume has one)
         self.bar = tqdm(
-            total=t.max_steps or None,
+            total=self.budget,
             initial=p.step,
             desc="train",
             unit="upd",
@@ -186,7 +199,7 @@ class Trainer:
             return
         estimate = int(step * t.max_minutes * 60 / max(self.elapsed(), 1e-9))
         (estimate,) = distributed.broadcast((estimate,), self.world)  # one LR on every rank
-        self.update.horizon.steps = min(estimate, t.max_steps) if t.max_steps else estimate
+        self.update.horizon.steps = min(estimate, self.budget)
 
     def _check_skips(self, stats: StepStats) -> None:
         """Count skipped updates; too many in a row stop the run with the last good state saved."""
@@ -248,6 +261,26 @@ class Trainer:
             max_tokens=self.cfg.data.max_tokens,
             amp_dtype=self.update.amp_dtype,
         )
+
+    def final_search(self, step: int) -> dict:
+        """The best checkpoint decoded with beam decode.final_beam on validation and test
+        (smoothing interacts with beam search), written to <split>.beam<N>.hyp.txt."""
+        search = dataclasses.replace(self.cfg.decode, beam=self.cfg.decode.final_beam)
+        out: dict = {"beam": search.beam, "length_penalty": search.length_penalty}
+        for name, split in (("valid", self.splits["valid"]), ("test", self.splits.get("test"))):
+            if split is None:
+                out[name] = None
+                continue
+            out[name], hyps = decode_and_score(
+                self.model, split, self.tok, search, self.device, self.update.amp_dtype
+            )
+            write_outputs(self.run_dir, split, hyps, f"beam{search.beam}")
+            log.info(
+                "%s (best checkpoint, step %d, beam %d) | bleu %.2f | chrf %.2f | bleu_lc %.2f",
+                name, step, search.beam, out[name]["bleu"], out[name]["chrf"],
+                out[name]["bleu_lc"],
+            )  # fmt: skip
+        return out
 
     def validate(self) -> bool:
         """Validate, write TensorBoard/checkpoints; True when early stopping says stop.
@@ -372,6 +405,8 @@ class Trainer:
         for name in ("valid", "test"):
             if results[name]:
                 self.logbook.final(name, best["step"], results[name])
+        if self.cfg.decode.final_beam:
+            results["beam"] = self.final_search(best["step"])
         tmp = self.run_dir / "results.json.tmp"
         tmp.write_text(json.dumps(results, indent=2) + "\n")
         tmp.replace(self.run_dir / "results.json")

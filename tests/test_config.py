@@ -181,4 +181,9 @@ def test_the_default_recipe_is_configs_multi30k_tiny():
     for section, values in yaml.safe_load(tiny.read_text()).items():
         for key, value in values.items():
             assert getattr(getattr(default, section), key) == value, f"{section}.{key}"
-    assert (default.train.valid_every, default.train.patience) == (500, 10)
+    assert (default.train.valid_every, default.train.patience) == (1000, 10)
+    assert (default.train.schedule, default.train.ema_decay, default.data.vocab_size) == (
+        "cosine",
+        0.999,
+        4000,
+    )

@@ -17,7 +17,7 @@ def test_inverse_sqrt_by_hand():
 
 
 def test_scheduler_sets_lr_of_each_update():
-    cfg = TrainConfig(lr=1e-3, warmup_steps=4)
+    cfg = TrainConfig(lr=1e-3, warmup_steps=4, schedule="inverse_sqrt")
     opt = build_optimizer(torch.nn.Linear(2, 2), cfg)
     sched = build_scheduler(opt, cfg)
     seen = []

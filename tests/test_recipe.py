@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 
 import pytest
@@ -17,6 +18,7 @@ from nmt.model import Transformer
 from nmt.optim import Horizon, build_optimizer, build_scheduler, decay_to_zero
 from nmt.search import beam_search, greedy_search
 from nmt.tokenizer import BOS_ID, PAD_ID, UNK_ID
+from nmt.trainer import budget_steps
 
 from .conftest import cipher_flags, run, write_cipher
 from .test_cli import scalars
@@ -145,16 +147,37 @@ def test_max_minutes_stops_scores_test_and_writes_results(cipher, tmp_path):
     assert len(lrs) == results["last_step"] and lrs[-1] < max(lrs)  # the schedule decayed
 
 
-def test_a_decaying_schedule_without_a_budget_is_refused(cipher, tmp_path):
+def test_the_budget_is_max_steps_or_max_epochs_whichever_ends_first():
+    assert budget_steps(0, 300) == 300  # no max_steps: the epochs' updates
+    assert budget_steps(100, 300) == 100
+    assert budget_steps(500, 300) == 300
+
+
+def test_without_max_steps_cosine_ends_at_zero_with_the_last_epoch(cipher, tmp_path):
+    run_dir = tmp_path / "epochs"
     proc = run(
-        "train.py", *cipher_flags(cipher), "--max-steps", "0", "--train.schedule", "cosine",
-        "--run-dir", str(tmp_path / "r"),
+        "train.py", *cipher_flags(cipher), "--max-steps", "0", "--max-epochs", "2",
+        "--train.schedule", "cosine", "--train.warmup_steps", "2", "--train.lr", "1e-2",
+        "--train.log_every", "1", "--valid-every", "1000", "--run-dir", str(run_dir),
     )  # fmt: skip
-    assert proc.returncode == 2 and not (tmp_path / "r").exists()
-    assert proc.stderr.strip().splitlines() == [
-        "error: 'train.schedule' cosine decays to 0 at the end of the budget: set --max-steps "
-        "or --max-minutes"
-    ]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per_epoch = int(
+        re.search(r"epoch 1 done at update (\d+)", (run_dir / "train.log").read_text())[1]
+    )
+    lrs = dict(scalars(run_dir)["train/lr"])  # logged after update s: the LR of update s + 1
+    assert max(lrs) == 2 * per_epoch  # two epochs, the last update is the budget's end
+    w, total = 2, 2 * per_epoch
+
+    def lr(update):
+        f = min((update - w) / (total - w), 1.0)
+        return 1e-2 * (update / w if update <= w else 0.5 * (1 + math.cos(math.pi * f)))
+
+    for step in (1, 2, per_epoch, total - 2, total - 1):
+        assert lrs[step] == pytest.approx(lr(step + 1), rel=1e-5, abs=1e-12), step
+    assert lrs[total - 1] == pytest.approx(0.0, abs=1e-12)  # the last update's LR is 0
+    assert lrs[per_epoch] == pytest.approx(
+        1e-2 * 0.5 * (1 + math.cos(math.pi * (per_epoch - 1) / (total - 2)))
+    )
 
 
 # ---- checkpoint averaging -------------------------------------------------------------------

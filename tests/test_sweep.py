@@ -235,7 +235,7 @@ def test_artifacts_rebuild_the_same_report_and_never_overwrite(sweep, tmp_path):
         files = sorted(p.name for p in (keep / name).iterdir())
         assert files == sorted(
             ["config.yaml", "results.json", "train.log", "test.hyp.txt", "test.ref.txt",
-             "valid.hyp.txt", "valid.ref.txt"]
+             "valid.hyp.txt", "valid.ref.txt", "test.beam5.hyp.txt", "valid.beam5.hyp.txt"]
         )  # fmt: skip
         for f in files:
             assert (keep / name / f).read_bytes() == (sweep_dir / name / f).read_bytes()

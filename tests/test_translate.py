@@ -195,3 +195,25 @@ def test_translate_imports_neither_tensorboard_nor_the_trainer():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_final_beam_scores_are_translate_py_beam_5(run_dir):
+    """train.py also decodes the best checkpoint with beam decode.final_beam (5): its test
+    hypotheses are translate.py --beam 5's lines, and results.json's BLEU is sacreBLEU's."""
+    results = json.loads((run_dir / "results.json").read_text())
+    beam = results["beam"]
+    assert (beam["beam"], beam["length_penalty"]) == (5, 1.0)
+    hyps = (run_dir / "test.beam5.hyp.txt").read_text().splitlines()
+    src = sources(len(hyps))
+    assert len(hyps) == 100  # toy.yaml's max_valid_pairs (test too)
+    proc = run("translate.py", "--checkpoint", str(run_dir), "--beam", "5", stdin="\n".join(src))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == hyps
+    for split in ("valid", "test"):
+        cli = subprocess.run(
+            [sys.executable, "-m", "sacrebleu", str(run_dir / f"{split}.ref.txt"), "-i",
+             str(run_dir / f"{split}.beam5.hyp.txt"), "-m", "bleu", "-b", "-w", "4"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert float(cli.stdout) == pytest.approx(beam[split]["bleu"], abs=1e-4)
+        assert set(beam[split]) >= {"bleu", "chrf", "bleu_lc", "bleu_signature"}
