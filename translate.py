@@ -20,8 +20,10 @@ from pathlib import Path
 from sacrebleu.metrics import BLEU
 
 from nmt.checkpoint import load_for_inference
+from nmt.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
 from nmt.data import truncate
 from nmt.errors import ArgumentParser, NMTError
+from nmt.export import META, SPM_FILE, cached_export, import_ctranslate2, is_export, read_export
 from nmt.files import atomic_write
 from nmt.metrics import score_lines
 from nmt.precision import AMP_DTYPES, resolve_device, resolve_precision
@@ -29,6 +31,7 @@ from nmt.search import decode_corpus
 from nmt.tokenizer import EOS_ID
 
 log = logging.getLogger("translate")
+INT_TYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--engine",
+        default="native",
+        choices=("native", "ctranslate2"),
+        help="native: this project's PyTorch search; ctranslate2: the same search settings "
+        "in CTranslate2 (pip install -e '.[ct2]'), from an export made by python -m nmt.export "
+        "or, given a checkpoint, one made and cached on first use (default native)",
+    )
+    p.add_argument(
+        "--quantization",
+        choices=INT_TYPES,
+        help="with --engine ctranslate2: compute in this integer type (int8 on CPU)",
+    )
     return p
 
 
@@ -124,6 +140,10 @@ def check_args(args: argparse.Namespace) -> None:
             raise NMTError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
     if args.max_len_a == 0 and args.max_len_b == 0:
         raise NMTError("--max-len-a 0 with --max-len-b 0 leaves no room for any output")
+    if args.quantization is not None and args.engine != "ctranslate2":
+        raise NMTError("--quantization needs --engine ctranslate2")
+    if args.quantization is not None and args.precision != "auto":
+        raise NMTError("give --quantization or --precision, not both")
     check_output(args)
 
 
@@ -138,12 +158,12 @@ def check_output(args: argparse.Namespace) -> None:
     if not real.parent.is_dir():
         raise NMTError(f"--output {out}: folder {real.parent} does not exist")
     checkpoint = Path(args.checkpoint)
-    checkpoint = checkpoint / "checkpoint_best.pt" if checkpoint.is_dir() else checkpoint
-    inputs = (
-        ("--input", args.input),
-        ("--reference", args.reference),
-        ("--checkpoint", checkpoint),
-    )
+    if is_export(checkpoint):  # every file of an exported model is an input
+        models = list(checkpoint.iterdir())
+    else:
+        models = [checkpoint / "checkpoint_best.pt" if checkpoint.is_dir() else checkpoint]
+    inputs = [("--input", args.input), ("--reference", args.reference)]
+    inputs += [("--checkpoint", path) for path in models]
     for flag, path in inputs:
         if (
             path is not None
@@ -193,12 +213,35 @@ def write_output(path: str | None, text: str) -> None:
         raise NMTError(f"cannot write --output {path}: {exc.strerror}") from None
 
 
+def load_export(checkpoint: str):
+    """(folder, tokenizer, config) of a CTranslate2 export, or of the cached export of a
+    checkpoint (made on first use)."""
+    from nmt.config import Config
+    from nmt.tokenizer import Tokenizer
+
+    import_ctranslate2()  # the install hint comes before any export work
+    folder = Path(checkpoint) if is_export(checkpoint) else cached_export(checkpoint)
+    meta = read_export(folder)
+    cfg = Config.from_dict(meta["config"], source=f"{folder}/{META}")
+    return folder, Tokenizer.load(folder / SPM_FILE), cfg
+
+
 def translate(args: argparse.Namespace) -> None:
     """Load, read, decode, write and (optionally) score."""
     check_args(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
+    if args.engine == "ctranslate2":
+        folder, tok, cfg = load_export(args.checkpoint)
+        compute = args.quantization or COMPUTE_TYPES[args.precision]
+        model = load_translator(folder, device, compute)
+    else:
+        if is_export(args.checkpoint):
+            raise NMTError(
+                f"--checkpoint {args.checkpoint} is a CTranslate2 export; "
+                "translate with it using --engine ctranslate2"
+            )
+        model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
     lines = read_lines(args.input, "input")
     refs = read_lines(args.reference, "reference") if args.reference else None
     if refs is not None and len(refs) != len(lines):
@@ -224,17 +267,30 @@ def translate(args: argparse.Namespace) -> None:
             if getattr(args, name) is not None
         },
     )
-    found = decode_corpus(
-        model,
-        [src_ids[i] for i in todo],
-        search,
-        device=device,
-        amp_dtype=AMP_DTYPES[precision],
-        nbest=nbest,
-        batch_size=args.batch_size,
-        min_len=args.min_len,
-        progress=True,
-    )
+    if args.engine == "ctranslate2":
+        found = decode_corpus_ct2(
+            model,
+            tok,
+            [src_ids[i] for i in todo],
+            search,
+            max_positions=cfg.model.max_positions,
+            nbest=nbest,
+            batch_size=args.batch_size,
+            min_len=args.min_len,
+            progress=True,
+        )
+    else:
+        found = decode_corpus(
+            model,
+            [src_ids[i] for i in todo],
+            search,
+            device=device,
+            amp_dtype=AMP_DTYPES[precision],
+            nbest=nbest,
+            batch_size=args.batch_size,
+            min_len=args.min_len,
+            progress=True,
+        )
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in lines]
     for i, hyps in zip(todo, found):
         results[i] = list(zip(tok.decode([h.tokens for h in hyps]), (h.score for h in hyps)))

@@ -7,18 +7,24 @@ Variants, on identical length-sorted batches of the test sources, greedy and bea
   no-cache  the same search re-running the decoder over the whole prefix at every step
   generate  Hugging Face transformers MarianMTModel.generate() on a model of the same sizes
             (random weights, built from a MarianConfig; needs `pip install -e ".[bench]"`)
+  ct2-fp32, ct2-int8  (--ct2) the checkpoint exported to CTranslate2 (nmt.export), decoded as
+            translate.py --engine ctranslate2 does (natural) or for exactly --fixed-len steps,
+            with the same number of threads; int8 is CTranslate2's int8 compute type
+  --shape base: every variant on a random-weight Transformer-base (6+6 layers, d_model 512,
+            FFN 2048, 8 heads, vocabulary --vocab) at fixed lengths only
 Part 1 decodes at the checkpoint's natural output lengths (ours vs no-cache, which must give
-identical translations). Part 2 fixes every output at --fixed-len decoder steps for all three
-(min_new_tokens = max_new_tokens for generate, min_len/max_len for ours), so a random-weight
-generate() does the same amount of work. Throughput is target tokens (EOS included) and
-sentences per second, best of --rounds (the slow no-cache variants: --nocache-rounds); the
-rounds interleave the variants.
+identical translations; the BLEU of each natural row is printed). Part 2 fixes every output
+at --fixed-len decoder steps for all (min_new_tokens = max_new_tokens for generate,
+min_len/max_len for ours and CTranslate2), so a random-weight model does the same work.
+Throughput is target tokens (EOS included) and sentences per second, best of --rounds (the
+slow no-cache variants: --nocache-rounds); the rounds interleave the variants.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +58,64 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--skip-generate", action="store_true", help="no transformers comparison")
     p.add_argument("--only", help="run only the variants whose name contains this (e.g. beam5)")
+    p.add_argument("--ct2", action="store_true", help="add CTranslate2 fp32 and int8 rows")
+    p.add_argument("--shape", choices=("checkpoint", "base"), default="checkpoint")
+    p.add_argument("--vocab", type=int, default=32000, help="vocabulary of --shape base")
     return p.parse_args()
+
+
+class PieceList:
+    """The part of a Tokenizer that nmt.export.build_spec reads, for a random-weight model."""
+
+    def __init__(self, tok, size: int):
+        self.size, self.sp = size, self
+        self._real = tok
+
+    def __len__(self) -> int:
+        return self.size
+
+    def id_to_piece(self, i: int) -> str:
+        return self._real.sp.id_to_piece(i) if i < len(self._real) else f"<extra{i}>"
+
+    def unk_id(self) -> int:
+        return self._real.sp.unk_id()
+
+    def bos_id(self) -> int:
+        return self._real.sp.bos_id()
+
+    def eos_id(self) -> int:
+        return self._real.sp.eos_id()
+
+
+def base_model(cfg, vocab: int):
+    """A random-weight Transformer-base with the checkpoint's special ids (fixed lengths only)."""
+    from nmt.model import Transformer
+
+    base = dataclasses.replace(
+        cfg.model, encoder_layers=6, decoder_layers=6, d_model=512, heads=8, ffn_dim=2048
+    )
+    torch.manual_seed(0)
+    return dataclasses.replace(cfg, model=base), Transformer(base, vocab).eval()
+
+
+def ct2_translators(model, tok, folder: Path, threads: int) -> dict:
+    """CTranslate2 translators of model: float32 and int8 compute."""
+    import ctranslate2
+
+    from nmt.export import build_spec
+
+    if not (folder / "model.bin").is_file():
+        spec = build_spec(model, tok)
+        spec.validate()
+        spec.optimize()
+        folder.mkdir(parents=True, exist_ok=True)
+        spec.save(str(folder))
+    return {
+        name: ctranslate2.Translator(
+            str(folder), device="cpu", compute_type=ctype, intra_threads=threads
+        )
+        for name, ctype in (("ct2-fp32", "float32"), ("ct2-int8", "int8"))
+    }
 
 
 def marian_like(cfg, vocab: int, attn: str):
@@ -99,20 +162,28 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     model, tok, cfg, _ = load_for_inference(args.checkpoint, "cpu")
+    vocab = len(tok)
+    if args.shape == "base":
+        vocab = args.vocab
+        cfg, model = base_model(cfg, vocab)
     data_cfg = dataclasses.replace(cfg.data, dataset=args.dataset)
     sources, targets = read_split(load_dataset_dict(data_cfg), data_cfg.test_split, data_cfg)
     sources, targets = sources[: args.limit], targets[: args.limit]
     src_ids = encode_split("test", sources, targets, tok, data_cfg.max_len).src_ids
     lens = np.array([len(s) for s in src_ids])
-    batches = [
-        pad([src_ids[i] for i in b])
-        for b in make_batches(lens, lens, 10**9, shuffle=False, max_sentences=args.batch_size)
-    ]
+    batch_idx = make_batches(lens, lens, 10**9, shuffle=False, max_sentences=args.batch_size)
+    batches = [pad([src_ids[i] for i in b]) for b in batch_idx]
+    order = [i for b in batch_idx for i in b]  # sentence of each output, batch after batch
     n = len(src_ids)
     a, b, L = cfg.decode.max_len_a, cfg.decode.max_len_b, args.fixed_len
     # transformers' default attention (sdpa) and its eager one: the faster is the reference.
     attns = () if args.skip_generate else ("sdpa", "eager")
-    hf = {attn: marian_like(cfg, len(tok), attn) for attn in attns}
+    hf = {attn: marian_like(cfg, vocab, attn) for attn in attns}
+    ct2 = {}
+    if args.ct2:
+        pieces = tok if args.shape == "checkpoint" else PieceList(tok, vocab)
+        folder = Path("/tmp") / f"bench-decode-ct2-{args.shape}-{vocab}-{os.getpid()}"
+        ct2 = ct2_translators(model, pieces, folder, args.threads)
 
     def ours(beam: int, cache: bool, fixed: bool) -> Callable[[], int]:
         def run() -> int:
@@ -132,7 +203,10 @@ def main() -> None:
                     ]
                 outputs += [h.tokens for h in hyps]
                 total += sum(len(h.tokens) + 1 for h in hyps)
-            results[(beam, cache, fixed)] = outputs
+            in_order = [None] * len(outputs)
+            for i, tokens in zip(order, outputs):
+                in_order[i] = tokens
+            results[(beam, cache, fixed)] = in_order
             return total
 
         return run
@@ -156,16 +230,48 @@ def main() -> None:
 
         return run
 
+    def engine(beam: int, name: str, fixed: bool) -> Callable[[], int]:
+        from nmt.ct2 import decode_corpus_ct2
+
+        search = dataclasses.replace(cfg.decode, beam=beam)
+
+        def run() -> int:
+            if not fixed:  # exactly what translate.py --engine ctranslate2 runs
+                found = decode_corpus_ct2(
+                    ct2[name], tok, src_ids, search, max_positions=cfg.model.max_positions,
+                    batch_size=args.batch_size,
+                )  # fmt: skip
+                results[(beam, name)] = [h[0].tokens for h in found]
+                return sum(len(h[0].tokens) + 1 for h in found)
+            total = 0
+            for src in batches:  # L decoder steps each, as ours: L - 1 tokens + EOS
+                pieces = [[tok.sp.id_to_piece(t) for t in row if t not in (PAD_ID, EOS_ID)]
+                          for row in src.tolist()]  # fmt: skip
+                out = ct2[name].translate_batch(
+                    pieces, beam_size=beam, max_decoding_length=L, min_decoding_length=L,
+                    max_input_length=0,
+                )  # fmt: skip
+                total += sum(len(r.hypotheses[0]) for r in out)
+            return total
+
+        return run
+
     results: dict = {}
     variants: dict[str, Callable[[], int]] = {}
     for beam in (1, args.beam):
         name = "greedy" if beam == 1 else f"beam{beam}"
-        variants[f"{name} natural ours"] = ours(beam, True, False)
-        variants[f"{name} natural no-cache"] = ours(beam, False, False)
+        if args.shape == "checkpoint":
+            variants[f"{name} natural ours"] = ours(beam, True, False)
+            variants[f"{name} natural no-cache"] = ours(beam, False, False)
+            for engine_name in ct2:
+                variants[f"{name} natural {engine_name}"] = engine(beam, engine_name, False)
         variants[f"{name} fixed ours"] = ours(beam, True, True)
-        variants[f"{name} fixed no-cache"] = ours(beam, False, True)
+        if args.shape == "checkpoint":
+            variants[f"{name} fixed no-cache"] = ours(beam, False, True)
         for attn in hf:
             variants[f"{name} fixed generate-{attn}"] = generate(beam, attn)
+        for engine_name in ct2:
+            variants[f"{name} fixed {engine_name}"] = engine(beam, engine_name, True)
     if args.only:
         variants = {k: v for k, v in variants.items() if args.only in k}
     best: dict[str, dict[str, float]] = {}
@@ -181,6 +287,21 @@ def main() -> None:
         if (beam, True, False) in results and (beam, False, False) in results:
             same = results[(beam, True, False)] == results[(beam, False, False)]
             print(f"beam {beam}: cached and no-cache translations identical: {same}")
+        for engine_name in ct2:
+            if (beam, True, False) in results and (beam, engine_name) in results:
+                pairs = zip(results[(beam, True, False)], results[(beam, engine_name)])
+                same = sum(x == y for x, y in pairs)
+                print(f"beam {beam}: {engine_name} lines identical to ours: {same} of {n}")
+    if args.shape == "checkpoint":
+        from nmt.metrics import corpus_scores
+
+        for key, outputs in sorted(results.items(), key=str):
+            beam, label = key[0], key[1] if isinstance(key[1], str) else None
+            if label is None and key[1:] == (True, False):
+                label = "ours"
+            if label is not None:
+                bleu = corpus_scores(tok.decode(outputs), targets)["bleu"]
+                print(f"bleu: beam={beam} variant={label} test_bleu={bleu:.2f}")
 
     print(
         f"\n{n} sentences, batches of {args.batch_size}, {args.threads} threads, fp32, "
@@ -203,6 +324,12 @@ def main() -> None:
                 [f"{name} fixed generate-{a}" for a in hf],
             )
         )
+        for engine_name in ct2:  # >1: CTranslate2 faster than ours
+            for m in ("natural", "fixed"):
+                pairs.append(
+                    (f"{name}_{m}_{engine_name}_vs_ours", f"{name} {m} {engine_name}",
+                     [f"{name} {m} ours"])
+                )  # fmt: skip
         for label, ours_name, peers in pairs:
             peers = [p for p in peers if p in best]
             if ours_name in best and peers:

@@ -65,13 +65,20 @@ class StepDecoder:
             self.src_mask = self.src_mask.index_select(0, sentences)
 
 
+def length_limits(
+    src_lens: torch.Tensor, max_len_a: float, max_len_b: int, max_positions: int | None
+) -> torch.Tensor:
+    """Most decoding steps per sentence, EOS included: a * source length (EOS included) + b,
+    within positions; src_lens (B,) -> (B,) long."""
+    limits = (src_lens.float() * max_len_a + max_len_b).long().clamp(min=1)  # (B,)
+    return limits if max_positions is None else limits.clamp(max=max_positions)
+
+
 def _length_limits(
     src: torch.Tensor, max_len_a: float, max_len_b: int, max_positions: int | None
 ) -> torch.Tensor:
-    """Most decoding steps per sentence, EOS included: a * source length + b, within positions."""
-    src_lens = (src != PAD_ID).sum(1).float()
-    limits = (src_lens * max_len_a + max_len_b).long().clamp(min=1)  # (B,)
-    return limits if max_positions is None else limits.clamp(max=max_positions)
+    """length_limits of a padded source batch (B, S)."""
+    return length_limits((src != PAD_ID).sum(1), max_len_a, max_len_b, max_positions)
 
 
 # Never an output token (fairseq sets their log-probabilities to -inf too): PAD and BOS mean

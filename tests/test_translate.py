@@ -97,18 +97,18 @@ def test_nbest_lists_are_ranked_and_start_with_the_best(run_dir):
     assert [rows[3 * i][2] for i in range(6)] == best.stdout.splitlines()
 
 
-def test_empty_long_and_invalid_utf8_lines(run_dir):
+@pytest.mark.parametrize("engine", ["native", "ctranslate2"])
+def test_empty_long_and_invalid_utf8_lines(run_dir, engine):
     long_line = " ".join(["a man in a red shirt"] * 40)
     data = b"A dog runs.\n\n" + long_line.encode() + b"\nbad \xff\xfe bytes\r\n   \nTwo men."
-    proc = run("translate.py", "--checkpoint", str(run_dir), "--beam", "2", stdin=data)
+    args = ["--checkpoint", str(run_dir), "--engine", engine]
+    proc = run("translate.py", *args, "--beam", "2", stdin=data)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.decode().split("\n")
     assert out[-1] == "" and len(out[:-1]) == 6
     assert out[1] == "" and out[4] == ""
     # The 30-step toy model may itself translate to "", so tell decoded lines apart by score.
-    nbest = run(
-        "translate.py", "--checkpoint", str(run_dir), "--beam", "2", "--nbest", "2", stdin=data
-    )
+    nbest = run("translate.py", *args, "--beam", "2", "--nbest", "2", stdin=data)
     rows = [line.split("\t") for line in nbest.stdout.decode().splitlines()]
     assert [int(r[0]) for r in rows] == [0, 0, 1, 2, 2, 3, 3, 4, 5, 5]
     assert [r[1] == "0.0000" for r in rows] == [False, False, True, False, False] * 2
@@ -146,9 +146,10 @@ def checkpoint_variants(run_dir, tmp_path):
     ]
 
 
-def test_bad_checkpoints_give_one_line_and_exit_2(run_dir, tmp_path):
+@pytest.mark.parametrize("engine", ["native", "ctranslate2"])
+def test_bad_checkpoints_give_one_line_and_exit_2(run_dir, tmp_path, engine):
     for path, needle in checkpoint_variants(run_dir, tmp_path):
-        proc = run("translate.py", "--checkpoint", str(path), stdin="hello\n")
+        proc = run("translate.py", "--checkpoint", str(path), "--engine", engine, stdin="hello\n")
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and proc.stdout == "", path
         assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0]
@@ -172,15 +173,21 @@ def test_bad_checkpoints_give_one_line_and_exit_2(run_dir, tmp_path):
         (["--batch-size", "-3"], "--batch-size must be >= 1, got -3"),
         (["--input", "/no/such/file"], "cannot read input /no/such/file"),
         (["--reference", "REF2"], "--reference has 2 lines but the input has 1"),
+        (["--quantization", "int8", "--precision", "fp32"], "give --quantization or --precision"),
+        (["--quantization", "int4"], "argument --quantization: invalid choice: 'int4'"),
     ],
 )
-def test_bad_flags_give_one_line_and_exit_2(run_dir, tmp_path, args, needle):
+@pytest.mark.parametrize("engine", ["native", "ctranslate2"])
+def test_bad_flags_give_one_line_and_exit_2(run_dir, tmp_path, args, needle, engine):
     (tmp_path / "ref2").write_text("a\nb\n")
     args = [str(tmp_path / "ref2") if a == "REF2" else a for a in args]
+    if "int8" in args and engine == "native":
+        needle = "--quantization needs --engine ctranslate2"
     out = tmp_path / "out.txt"
     proc = run(
-        "translate.py", "--checkpoint", str(run_dir), "--output", str(out), *args, stdin="hi\n"
-    )
+        "translate.py", "--checkpoint", str(run_dir), "--output", str(out), "--engine", engine,
+        *args, stdin="hi\n",
+    )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {needle}")
