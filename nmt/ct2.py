@@ -16,9 +16,9 @@ What is the same as nmt.search, by construction:
 What differs, for beam search only: a hypothesis that reaches the length limit is scored
 without the EOS our search forces at the limit, and when more than `beam` hypotheses finish
 at the same step CTranslate2 keeps the best by its own normalised score where ours keeps them
-in candidate order. Both are rare with the default limits (1.2 x source + 10). And in the scores only:
-CTranslate2 removes PAD/BOS/UNK (and EOS before min_len) before its softmax, ours after, so
-its log-probabilities are ours renormalised over the allowed tokens.
+in candidate order. Both are rare with the default limits (1.2 x source + 10). And in the
+scores only: CTranslate2 removes PAD/BOS/UNK (and EOS before min_len) before its softmax,
+ours after, so its log-probabilities are ours renormalised over the allowed tokens.
 """
 
 from __future__ import annotations
