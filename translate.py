@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU
 
-from nmt.checkpoint import load_for_inference
+from nmt.checkpoint import checkpoint_file, load_for_inference
 from nmt.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
 from nmt.data import truncate
 from nmt.errors import ArgumentParser, NMTError
@@ -161,7 +161,7 @@ def check_output(args: argparse.Namespace) -> None:
     if is_export(checkpoint):  # every file of an exported model is an input
         models = list(checkpoint.iterdir())
     else:
-        models = [checkpoint / "checkpoint_best.pt" if checkpoint.is_dir() else checkpoint]
+        models = [checkpoint_file(checkpoint)]
     inputs = [("--input", args.input), ("--reference", args.reference)]
     inputs += [("--checkpoint", path) for path in models]
     for flag, path in inputs:

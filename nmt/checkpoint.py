@@ -153,11 +153,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     atomic_write(Path(path), lambda handle: torch.save(payload, handle))
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run directory's checkpoint_best.pt."""
+    path = Path(path)
+    return path / "checkpoint_best.pt" if path.is_dir() else path
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint file or the best checkpoint of a run directory."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint_best.pt"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise NMTError(f"checkpoint {path} does not exist; pass a run directory or a .pt file")
     try:

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import torch
 
+from nmt.checkpoint import checkpoint_file
 from nmt.errors import ArgumentParser, NMTError
-from nmt.files import write_atomic
+from nmt.files import cache_root, write_atomic
 
 log = logging.getLogger("nmt.export")
 
@@ -57,12 +58,6 @@ def import_ctranslate2():
     except ImportError:
         raise NMTError(f"CTranslate2 is not installed; install it with {INSTALL}") from None
     return ctranslate2
-
-
-def checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory's checkpoint_best.pt."""
-    path = Path(path)
-    return path / "checkpoint_best.pt" if path.is_dir() else path
 
 
 def file_sha256(path: Path) -> str:
@@ -194,7 +189,7 @@ def export_ctranslate2(
     ct2 = import_ctranslate2()
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise NMTError(f"--quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
-    out, path = Path(out), checkpoint_path(checkpoint)
+    out, path = Path(out), checkpoint_file(checkpoint)
     _check_out(out, overwrite)
     model, tok, cfg, state = load_for_inference(path, "cpu")
     spec = build_spec(model, tok)
@@ -256,10 +251,10 @@ def is_export(path: str | Path) -> bool:
 def cached_export(checkpoint: str | Path) -> Path:
     """The CTranslate2 export of a checkpoint in $NMT_CACHE/ctranslate2/<sha256>, made on
     first use (float32; translate.py's --quantization converts on load)."""
-    path = checkpoint_path(checkpoint)
+    path = checkpoint_file(checkpoint)
     if not path.is_file():
         raise NMTError(f"checkpoint {path} does not exist")
-    root = Path(os.environ.get("NMT_CACHE") or Path.home() / ".cache" / "nmt") / "ctranslate2"
+    root = cache_root() / "ctranslate2"
     folder = root / file_sha256(path)[:32]
     if is_export(folder):
         return folder

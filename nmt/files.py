@@ -105,3 +105,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int | None
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace path with data atomically."""
     atomic_write(path, lambda handle: handle.write(data))
+
+
+def cache_root() -> Path:
+    """The project's cache folder: $NMT_CACHE, else ~/.cache/nmt."""
+    return Path(os.environ.get("NMT_CACHE") or Path.home() / ".cache" / "nmt")

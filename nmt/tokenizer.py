@@ -18,7 +18,7 @@ import sentencepiece as spm
 import torch
 
 from nmt.errors import NMTError
-from nmt.files import FolderLock, write_atomic
+from nmt.files import FolderLock, cache_root, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ class Tokenizer:
 
 
 def _cache_root(cache_dir: str | None) -> Path:
-    root = cache_dir or os.environ.get("NMT_CACHE") or Path.home() / ".cache" / "nmt"
-    return Path(root) / "spm"
+    return (Path(cache_dir) if cache_dir else cache_root()) / "spm"
 
 
 def _cache_error(root: Path, exc: OSError) -> NMTError:
