@@ -2,7 +2,8 @@
 
     python -m nmt.sweep --smoothing 0 0.1 0.2 [--seeds 1 2 3] [--sweep-dir DIR] [train.py flags]
 
-Each run is a real `train.py` process in DIR/ls<eps>-seed<seed>. The runs share the tokenizer
+Each run is a real `train.py` process in DIR/ls<eps>-seed<seed> (DIR/ls<eps>-<type>-seed<seed>
+under a --smoothing-type other than uniform). The runs share the tokenizer
 (it is cached by corpus and settings) and, for a given seed, the initial weights and the batch
 order. A run with a results.json is finished and never retrained, so running the same command
 again after an interruption continues the sweep, an unfinished run from its last checkpoint.
@@ -111,24 +112,33 @@ def copy_artifacts(run_dir: Path, dest_root: Path) -> Path:
     return dest
 
 
-def run_name(eps: float, seed: int) -> str:
-    """The run directory's name inside the sweep, e.g. ls0.1-seed1 (distinct for distinct eps)."""
-    return f"ls{format_eps(eps)}-seed{seed}"
+def run_name(eps: float, seed: int, smoothing_type: str = "uniform") -> str:
+    """The run directory's name inside the sweep: ls0.1-seed1 for the uniform convention,
+    ls0.1-fairseq-seed1 for another (distinct for distinct eps and conventions, so the runs of
+    two sweeps can share one --artifacts folder and one report)."""
+    kind = "" if smoothing_type == "uniform" else f"-{smoothing_type}"
+    return f"ls{format_eps(eps)}{kind}-seed{seed}"
 
 
-def check_train_args(train_args: list[str], eps_values: list[float], seeds: list[int]) -> None:
-    """Refuse flags the sweep owns and validate the rest for every eps and seed before training."""
+def check_train_args(train_args: list[str], eps_values: list[float], seeds: list[int]) -> str:
+    """Refuse flags the sweep owns and validate the rest for every eps and seed before training.
+
+    Returns the smoothing convention the runs use (--smoothing-type, or the --config's).
+    """
     for arg in train_args:
         if arg.split("=", 1)[0] in OWNED:
             raise NMTError(f"{arg.split('=', 1)[0]} is set by the sweep per run; remove it")
     names: dict[str, float] = {}
+    smoothing_type = "uniform"
     for eps in dict.fromkeys(eps_values):
         name = run_name(eps, 0)
         if name in names:  # format_eps is exact, so only equal values could meet here
             raise NMTError(f"--smoothing {names[name]!r} and {eps!r} would share one run name")
         names[name] = eps
         for seed in dict.fromkeys(seeds):
-            parse_train_args([*train_args, "--smoothing", format_eps(eps), "--seed", str(seed)])
+            argv = [*train_args, "--smoothing", format_eps(eps), "--seed", str(seed)]
+            smoothing_type = parse_train_args(argv)[0].train.smoothing_type
+    return smoothing_type
 
 
 def _recorded_args(state: Path) -> list[str]:
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             raise NMTError(f"{TRAIN_PY} not found: run the sweep from a checkout of the project")
         if args.bootstrap_samples < 1:
             raise NMTError("--bootstrap-samples must be at least 1")
-        check_train_args(train_args, args.smoothing, args.seeds)
+        smoothing_type = check_train_args(train_args, args.smoothing, args.seeds)
         sweep_dir = Path(args.sweep_dir)
         if sweep_dir.exists() and not sweep_dir.is_dir():
             raise NMTError(f"--sweep-dir {sweep_dir} is a file; choose a folder")
@@ -208,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         # Seeds outside, eps inside: an interrupted sweep has whole eps comparisons first.
         for seed in dict.fromkeys(args.seeds):
             for eps in dict.fromkeys(args.smoothing):
-                run_dir = sweep_dir / run_name(eps, seed)
+                run_dir = sweep_dir / run_name(eps, seed, smoothing_type)
                 runs.append(run_dir)
                 if (run_dir / "results.json").is_file():
                     log.info("%s: finished earlier, not retrained", run_dir)

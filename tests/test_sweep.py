@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -206,6 +207,40 @@ def test_close_eps_values_get_their_own_runs_and_exact_flags():
     for eps in (0.1, 0.1000001, 0.1 + 1e-12, 1 / 3, 0.0, 0.05):
         assert float(format_eps(eps)) == eps
     check_train_args([], [0.1, 0.1 + 1e-12], [1])  # distinct values, distinct runs: accepted
+
+
+def test_fairseq_runs_get_their_own_names_beside_uniform_ones(sweep, tmp_path):
+    """A sweep under --smoothing-type fairseq names its runs ls<eps>-fairseq-seed<seed>, so its
+    artifacts join the uniform sweep's in one folder and one report shows both conventions."""
+    from nmt.sweep import copy_artifacts, run_name
+
+    assert run_name(0.1, 1, "fairseq") == "ls0.1-fairseq-seed1" != run_name(0.1, 1)
+    assert run_name(0.1, 2, "confidence-penalty") == "ls0.1-confidence-penalty-seed2"
+    proc, sweep_dir, _, data = sweep
+    assert proc.returncode == 0
+    keep = tmp_path / "runs"
+    copy_artifacts(sweep_dir / "ls0.3-seed1", keep)  # the uniform sweep's run, kept as before
+    fs_dir = tmp_path / "sw-fairseq"
+    fs = module(
+        "nmt.sweep", "--smoothing", "0.3", "--smoothing-type", "fairseq", "--sweep-dir",
+        str(fs_dir), "--artifacts", str(keep), "--no-report", *train_flags(data),
+    )  # fmt: skip
+    assert fs.returncode == 0, fs.stderr[-3000:]
+    assert sorted(p.name for p in fs_dir.iterdir() if p.is_dir()) == ["ls0.3-fairseq-seed1"]
+    assert sorted(p.name for p in keep.iterdir()) == ["ls0.3-fairseq-seed1", "ls0.3-seed1"]
+    results = json.loads((keep / "ls0.3-fairseq-seed1" / "results.json").read_text())
+    assert (results["smoothing"], results["smoothing_type"]) == (0.3, "fairseq")
+    # fairseq's optimum puts eps on the K - 1 other entries: log((1 - eps) / (eps / (K - 1)))
+    k = results["vocab_size"]
+    assert results["optimal_logit_gap"] == pytest.approx(math.log(0.7 * (k - 1) / 0.3))
+    out = tmp_path / "report"
+    rebuilt = module(
+        "nmt.report", str(keep / "ls0.3-seed1"), str(keep / "ls0.3-fairseq-seed1"),
+        "--out", str(out), "--bootstrap-samples", "50",
+    )  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    labels = [r["label"] for r in json.loads((out / "report.json").read_text())["rows"]]
+    assert labels == ["eps 0.3", "eps 0.3 (fairseq)"]
 
 
 def test_malformed_sweep_record_and_bad_seeds_are_one_line(tmp_path):
