@@ -222,7 +222,8 @@ def aggregate(
     for run in runs:
         groups.setdefault(group_key(run), []).append(run)
     rows = []
-    for key in sorted(groups, key=lambda k: (k[1] != 0, k[0], k[1])):
+    # eps 0 first, then the uniform convention's rows, then the other conventions', by eps.
+    for key in sorted(groups, key=lambda k: (k[1] != 0, k[0] != "uniform", k[0], k[1])):
         members = sorted(groups[key], key=lambda r: r["seed"])
         row: dict = {
             "label": group_label(key),
@@ -329,6 +330,13 @@ def _trend(values: list[float]) -> str:
     return "is not monotonic"
 
 
+def _ranked(rows: list[dict]) -> list[dict]:
+    """The rows a best value is chosen among: those with the most seeds. A one-seed extra
+    beside three-seed settings is listed but never crowned: its single value is not a mean."""
+    most = max(len(r["seeds"]) for r in rows)
+    return [r for r in rows if len(r["seeds"]) == most]
+
+
 def bleu_answer(rows: list[dict], split: str, search: str) -> str | None:
     """One sentence: the best eps on BLEU with one search, its margin over eps 0 and whether
     the paired bootstrap and the spread over seeds say that margin is real."""
@@ -336,16 +344,28 @@ def bleu_answer(rows: list[dict], split: str, search: str) -> str | None:
     present = [r for r in rows if _mean(r, split, col) is not None]
     if not present:
         return None
-    best = max(present, key=lambda r: _mean(r, split, col))
+    ranked = _ranked(present)
+    best = max(ranked, key=lambda r: _mean(r, split, col))
     text = (
         f"With {search}, the best {split} BLEU is {_short(best)}'s, "
         f"{cell(best[split][col], '{:.2f}')} over {len(best['seeds'])} seed(s)"
     )
+    others = [r for r in present if r not in ranked]
+    if others:
+        counts = {len(r["seeds"]) for r in others}
+        each = f" ({counts.pop()} seed(s) each)" if len(counts) == 1 else ""
+        listed = ", ".join(
+            f"{_short(r)} {_mean(r, split, col):.2f}" + ("" if each else f" ({len(r['seeds'])})")
+            for r in others
+        )
+        unranked = f" Not ranked, with fewer seeds: {listed}{each}."
+    else:
+        unranked = ""
     base = next((r for r in present if r["smoothing"] == 0), None)
     if base is None:
-        return text + "; no eps 0 run to compare with."
+        return text + "; no eps 0 run to compare with." + unranked
     if best is base:
-        return text + ": no smoothing value beats eps 0 on average."
+        return text + ": no smoothing value beats eps 0 on average." + unranked
     tests = [
         {"p_value": p, "bleu_delta": d}
         for p, d in zip(best["p_values" + suffix], best["bleu_deltas" + suffix])
@@ -365,7 +385,7 @@ def bleu_answer(rows: list[dict], split: str, search: str) -> str | None:
             f", and the margin is {'larger' if abs(margin) > spread else 'smaller'} than the "
             f"larger seed-to-seed standard deviation of the two ({spread:.2f})"
         )
-    return text + "."
+    return text + "." + unranked
 
 
 def perplexity_answer(rows: list[dict], split: str) -> str | None:
@@ -389,7 +409,7 @@ def calibration_answer(rows: list[dict], split: str) -> str | None:
         )
         parts.append(f"{_short(r)}: ECE {_mean(r, split, 'ece'):.4f}, confidence − accuracy "
                      f"{gap:+.3f} ({kind})")  # fmt: skip
-    best = min(uni, key=lambda r: _mean(r, split, "ece"))
+    best = min(_ranked(uni), key=lambda r: _mean(r, split, "ece"))
     return f"Calibration on {split} is best at {_short(best)}. " + "; ".join(parts) + "."
 
 
@@ -473,14 +493,15 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
     ('img', file, caption), ('code', text)."""
     # Long by design: the report's sections in reading order, each a few appends.
     split = runs[0]["split"]
-    best = max(rows, key=lambda r: r[split]["bleu"]["mean"] or -1)
+    best = max(_ranked(rows), key=lambda r: r[split]["bleu"]["mean"] or -1)
+    among = "" if len(_ranked(rows)) == len(rows) else ", among the settings with the most seeds"
     doc: list = [("h", 1, "Label smoothing comparison")]
     doc += answer_blocks(rows, runs, split)
     doc.append(
         (
             "p",
             f"{len(runs)} runs, {len(rows)} settings. Best {split} BLEU: {best['label']} "
-            f"({cell(best[split]['bleu'], '{:.2f}')}). All metrics use each run's best "
+            f"({cell(best[split]['bleu'], '{:.2f}')}{among}). All metrics use each run's best "
             f"checkpoint (by validation BLEU). BLEU, chrF: sacreBLEU on detokenized, cased "
             "output; BLEU lc-tok: lowercased and 13a-tokenized, only for comparison with papers "
             "that report it. NLL (nats per token), PPL, accuracy and calibration are "

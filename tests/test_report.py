@@ -302,6 +302,38 @@ def test_the_report_opens_with_the_question_and_its_answer(study, tmp_path):
     assert "Theirs peaks at eps 0.1; ours at eps 0.2 (a different peak), and smoothing beats" in md
 
 
+def test_a_one_seed_extra_is_listed_but_never_crowned(study, tmp_path):
+    """Beside two-seed settings, a one-seed eps 0.05 with the best BLEU (greedy and beam) and
+    a perfect calibration is named with its value, not ranked against the seed means."""
+    import sacrebleu
+
+    extra = fake_run(study[0].parent, "ls0.05-seed1", 0.05, 1, 0.0, 1.52, 0.5, 0.0)
+    out = tmp_path / "report"
+    write_report([*study, extra], out, bootstrap_samples=50)
+    lines = (out / "report.md").read_text().splitlines()
+    answer = lines[4]
+    assert answer.startswith("Answer: With greedy, the best test BLEU is eps 0.1's, ")
+    assert "With beam search, the best test BLEU is eps 0.2's, " in answer
+    top = sacrebleu.corpus_bleu(REFS, [REFS]).score  # rate 0.0: the references themselves
+    assert top == pytest.approx(100.0)
+    greedy = {
+        prefix: [
+            sacrebleu.corpus_bleu((r / "test.hyp.txt").read_text().splitlines(), [REFS]).score
+            for r in study
+            if r.name.startswith(prefix)
+        ]
+        for prefix in ("ls0-", "ls0.1-", "ls0.2-")
+    }
+    assert max(statistics.fmean(v) for v in greedy.values()) < top  # the extra would win
+    assert answer.count("Not ranked, with fewer seeds: eps 0.05 100.00 (1 seed(s) each).") == 2
+    assert "Calibration on test is best at eps 0.1." in answer  # 0.05 ties at ECE 0, unranked
+    g01 = greedy["ls0.1-"]
+    assert lines[6].startswith(
+        f"7 runs, 4 settings. Best test BLEU: eps 0.1 ({statistics.fmean(g01):.2f} ± "
+        f"{statistics.stdev(g01):.2f}, among the settings with the most seeds). "
+    )
+
+
 def test_runs_with_different_final_beams_are_refused(study, tmp_path):
     path = study[3] / "results.json"
     results = json.loads(path.read_text())
