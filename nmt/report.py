@@ -337,35 +337,45 @@ def _ranked(rows: list[dict]) -> list[dict]:
     return [r for r in rows if len(r["seeds"]) == most]
 
 
+def _unranked(present: list[dict], ranked: list[dict], split: str, col: str) -> str:
+    """' Not ranked, with fewer seeds: eps 0.05 36.29, ... (1 seed(s) each).' or ''."""
+    others = [r for r in present if r not in ranked]
+    if not others:
+        return ""
+    counts = {len(r["seeds"]) for r in others}
+    if len(counts) == 1:
+        listed = ", ".join(f"{_short(r)} {_mean(r, split, col):.2f}" for r in others)
+        return f" Not ranked, with fewer seeds: {listed} ({min(counts)} seed(s) each)."
+    listed = ", ".join(
+        f"{_short(r)} {_mean(r, split, col):.2f} ({len(r['seeds'])})" for r in others
+    )
+    return f" Not ranked, with fewer seeds: {listed}."
+
+
 def bleu_answer(rows: list[dict], split: str, search: str) -> str | None:
-    """One sentence: the best eps on BLEU with one search, its margin over eps 0 and whether
-    the paired bootstrap and the spread over seeds say that margin is real."""
-    col, suffix = ("bleu", "") if search == "greedy" else ("bleu_beam", "_beam")
+    """The best eps on BLEU with one search (among the settings with the most seeds), its
+    margin over eps 0 and whether the paired bootstrap and the spread over seeds say that
+    margin is real; then the settings with fewer seeds, not ranked."""
+    col = "bleu" if search == "greedy" else "bleu_beam"
     present = [r for r in rows if _mean(r, split, col) is not None]
     if not present:
         return None
     ranked = _ranked(present)
     best = max(ranked, key=lambda r: _mean(r, split, col))
+    base = next((r for r in present if r["smoothing"] == 0), None)
+    return _best_bleu_sentence(best, base, split, search) + _unranked(present, ranked, split, col)
+
+
+def _best_bleu_sentence(best: dict, base: dict | None, split: str, search: str) -> str:
+    col, suffix = ("bleu", "") if search == "greedy" else ("bleu_beam", "_beam")
     text = (
         f"With {search}, the best {split} BLEU is {_short(best)}'s, "
         f"{cell(best[split][col], '{:.2f}')} over {len(best['seeds'])} seed(s)"
     )
-    others = [r for r in present if r not in ranked]
-    if others:
-        counts = {len(r["seeds"]) for r in others}
-        each = f" ({counts.pop()} seed(s) each)" if len(counts) == 1 else ""
-        listed = ", ".join(
-            f"{_short(r)} {_mean(r, split, col):.2f}" + ("" if each else f" ({len(r['seeds'])})")
-            for r in others
-        )
-        unranked = f" Not ranked, with fewer seeds: {listed}{each}."
-    else:
-        unranked = ""
-    base = next((r for r in present if r["smoothing"] == 0), None)
     if base is None:
-        return text + "; no eps 0 run to compare with." + unranked
+        return text + "; no eps 0 run to compare with."
     if best is base:
-        return text + ": no smoothing value beats eps 0 on average." + unranked
+        return text + ": no smoothing value beats eps 0 on average."
     tests = [
         {"p_value": p, "bleu_delta": d}
         for p, d in zip(best["p_values" + suffix], best["bleu_deltas" + suffix])
@@ -385,7 +395,7 @@ def bleu_answer(rows: list[dict], split: str, search: str) -> str | None:
             f", and the margin is {'larger' if abs(margin) > spread else 'smaller'} than the "
             f"larger seed-to-seed standard deviation of the two ({spread:.2f})"
         )
-    return text + "." + unranked
+    return text + "."
 
 
 def perplexity_answer(rows: list[dict], split: str) -> str | None:
@@ -493,8 +503,9 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
     ('img', file, caption), ('code', text)."""
     # Long by design: the report's sections in reading order, each a few appends.
     split = runs[0]["split"]
-    best = max(_ranked(rows), key=lambda r: r[split]["bleu"]["mean"] or -1)
-    among = "" if len(_ranked(rows)) == len(rows) else ", among the settings with the most seeds"
+    ranked = _ranked(rows)
+    best = max(ranked, key=lambda r: r[split]["bleu"]["mean"] or -1)
+    among = "" if len(ranked) == len(rows) else ", among the settings with the most seeds"
     doc: list = [("h", 1, "Label smoothing comparison")]
     doc += answer_blocks(rows, runs, split)
     doc.append(

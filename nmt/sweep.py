@@ -129,16 +129,16 @@ def check_train_args(train_args: list[str], eps_values: list[float], seeds: list
         if arg.split("=", 1)[0] in OWNED:
             raise NMTError(f"{arg.split('=', 1)[0]} is set by the sweep per run; remove it")
     names: dict[str, float] = {}
-    smoothing_type = "uniform"
     for eps in dict.fromkeys(eps_values):
         name = run_name(eps, 0)
         if name in names:  # format_eps is exact, so only equal values could meet here
             raise NMTError(f"--smoothing {names[name]!r} and {eps!r} would share one run name")
         names[name] = eps
         for seed in dict.fromkeys(seeds):
-            argv = [*train_args, "--smoothing", format_eps(eps), "--seed", str(seed)]
-            smoothing_type = parse_train_args(argv)[0].train.smoothing_type
-    return smoothing_type
+            cfg, _ = parse_train_args(
+                [*train_args, "--smoothing", format_eps(eps), "--seed", str(seed)]
+            )
+    return cfg.train.smoothing_type  # the same for every run: only eps and seed vary
 
 
 def _recorded_args(state: Path) -> list[str]:
