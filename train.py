@@ -7,19 +7,19 @@ import shlex
 import sys
 import time
 
-from nmt import distributed
-from nmt.checkpoint import TrainState, load_train_state
 from nmt.cli import parse_args
-from nmt.data import load_data
+from nmt.data.dataset import load_data
+from nmt.data.tokenizer import Tokenizer, train_or_load
 from nmt.errors import NMTError
-from nmt.logbook import setup_logging
-from nmt.model import Transformer
-from nmt.precision import resolve_device
-from nmt.rng import seed_everything
-from nmt.run import RunDir, prepare_run_dir
-from nmt.signals import Preempted
-from nmt.tokenizer import Tokenizer, train_or_load
-from nmt.trainer import Trainer
+from nmt.model.transformer import Transformer
+from nmt.train import distributed
+from nmt.train.checkpoint import TrainState, load_train_state
+from nmt.train.logbook import setup_logging
+from nmt.train.precision import resolve_device
+from nmt.train.rng import seed_everything
+from nmt.train.run import RunDir, prepare_run_dir
+from nmt.train.signals import Preempted
+from nmt.train.trainer import Trainer
 
 log = logging.getLogger("train")
 

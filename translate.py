@@ -19,16 +19,23 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU
 
-from nmt.checkpoint import checkpoint_file, load_for_inference
-from nmt.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
-from nmt.data import truncate
+from nmt.data.dataset import truncate
+from nmt.data.tokenizer import EOS_ID
+from nmt.decode.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
+from nmt.decode.export import (
+    META,
+    SPM_FILE,
+    cached_export,
+    import_ctranslate2,
+    is_export,
+    read_export,
+)
+from nmt.decode.search import decode_corpus
 from nmt.errors import ArgumentParser, NMTError
-from nmt.export import META, SPM_FILE, cached_export, import_ctranslate2, is_export, read_export
 from nmt.files import atomic_write
-from nmt.metrics import score_lines
-from nmt.precision import AMP_DTYPES, resolve_device, resolve_precision
-from nmt.search import decode_corpus
-from nmt.tokenizer import EOS_ID
+from nmt.study.metrics import score_lines
+from nmt.train.checkpoint import checkpoint_file, load_for_inference
+from nmt.train.precision import AMP_DTYPES, resolve_device, resolve_precision
 
 log = logging.getLogger("translate")
 INT_TYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16")
@@ -217,7 +224,7 @@ def load_export(checkpoint: str):
     """(folder, tokenizer, config) of a CTranslate2 export, or of the cached export of a
     checkpoint (made on first use)."""
     from nmt.config import Config
-    from nmt.tokenizer import Tokenizer
+    from nmt.data.tokenizer import Tokenizer
 
     import_ctranslate2()  # the install hint comes before any export work
     folder = Path(checkpoint) if is_export(checkpoint) else cached_export(checkpoint)

@@ -3,10 +3,10 @@
     python bench/data_scale.py [--sizes 100000 1000000] [--dir /tmp/nmt-data-scale]
 
 For each size, a synthetic corpus (random sentences over a 5,000-word invented lexicon, flat
-en/de JSONL) is written once. Then two fresh processes each load it through nmt.data.load_data
-(datasets JSON -> Arrow, SentencePiece training on the streamed text, datasets.map
-tokenization into the datasets cache), form the epoch's batches from the lengths and run one
-training update of configs/toy.yaml's model:
+en/de JSONL) is written once. Then two fresh processes each load it through
+nmt.data.dataset.load_data (datasets JSON -> Arrow, SentencePiece training on the streamed
+text, datasets.map tokenization into the datasets cache), form the epoch's batches from the
+lengths and run one training update of configs/toy.yaml's model:
   cold  empty datasets and tokenizer caches: preprocessing pairs/s and peak RSS
   warm  the same command again: everything comes from the caches; time to the first update
 The last line reads
@@ -52,12 +52,12 @@ def one_run(folder: str) -> dict:
     """In a fresh process: load_data, batches, one update; seconds and peak RSS."""
     import torch
 
-    from nmt.batching import collate, make_batches
     from nmt.cli import parse_args
-    from nmt.data import load_data
-    from nmt.model import Transformer
-    from nmt.step import UpdateStep
-    from nmt.tokenizer import train_or_load
+    from nmt.data.batching import collate, make_batches
+    from nmt.data.dataset import load_data
+    from nmt.data.tokenizer import train_or_load
+    from nmt.model.transformer import Transformer
+    from nmt.train.step import UpdateStep
 
     start = time.perf_counter()
     cfg, _ = parse_args(

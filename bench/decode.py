@@ -3,7 +3,7 @@
     python bench/decode.py --checkpoint runs/multi30k_tiny-ls0.1 [--rounds 3] [--limit N]
 
 Variants, on identical length-sorted batches of the test sources, greedy and beam 5:
-  ours      nmt.search with the KV cache (what translate.py runs)
+  ours      nmt.decode.search with the KV cache (what translate.py runs)
   no-cache  the same search re-running the decoder over the whole prefix at every step
   generate  Hugging Face transformers MarianMTModel.generate() on a model of the same sizes
             (random weights, built from a MarianConfig; needs `pip install -e ".[bench]"`)
@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nmt.batching import make_batches, pad
-from nmt.checkpoint import load_for_inference
-from nmt.data import encode_split, load_dataset_dict, read_split
-from nmt.search import beam_search, greedy_search
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.data.batching import make_batches, pad
+from nmt.data.dataset import encode_split, load_dataset_dict, read_split
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.decode.search import beam_search, greedy_search
+from nmt.train.checkpoint import load_for_inference
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def parse_args() -> argparse.Namespace:
 
 
 class PieceList:
-    """The part of a Tokenizer that nmt.export.build_spec reads, for a random-weight model."""
+    """What nmt.decode.export.build_spec reads of a Tokenizer, for a random-weight model."""
 
     def __init__(self, tok, size: int):
         self.size, self.sp = size, self
@@ -89,7 +89,7 @@ class PieceList:
 
 def base_model(cfg, vocab: int):
     """A random-weight Transformer-base with the checkpoint's special ids (fixed lengths only)."""
-    from nmt.model import Transformer
+    from nmt.model.transformer import Transformer
 
     base = dataclasses.replace(
         cfg.model, encoder_layers=6, decoder_layers=6, d_model=512, heads=8, ffn_dim=2048
@@ -102,7 +102,7 @@ def ct2_translators(model, tok, folder: Path, threads: int) -> dict:
     """CTranslate2 translators of model: float32 and int8 compute."""
     import ctranslate2
 
-    from nmt.export import build_spec
+    from nmt.decode.export import build_spec
 
     if not (folder / "model.bin").is_file():
         spec = build_spec(model, tok)
@@ -231,7 +231,7 @@ def main() -> None:
         return run
 
     def engine(beam: int, name: str, fixed: bool) -> Callable[[], int]:
-        from nmt.ct2 import decode_corpus_ct2
+        from nmt.decode.ct2 import decode_corpus_ct2
 
         search = dataclasses.replace(cfg.decode, beam=beam)
 
@@ -293,7 +293,7 @@ def main() -> None:
                 same = sum(x == y for x, y in pairs)
                 print(f"beam {beam}: {engine_name} lines identical to ours: {same} of {n}")
     if args.shape == "checkpoint":
-        from nmt.metrics import corpus_scores
+        from nmt.study.metrics import corpus_scores
 
         for key, outputs in sorted(results.items(), key=str):
             beam, label = key[0], key[1] if isinstance(key[1], str) else None

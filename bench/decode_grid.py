@@ -39,10 +39,10 @@ def main() -> None:
 
     import torch
 
-    from nmt.checkpoint import load_for_inference
-    from nmt.data import encode_split, load_dataset_dict, read_split
-    from nmt.metrics import corpus_scores
-    from nmt.search import decode_corpus
+    from nmt.data.dataset import encode_split, load_dataset_dict, read_split
+    from nmt.decode.search import decode_corpus
+    from nmt.study.metrics import corpus_scores
+    from nmt.train.checkpoint import load_for_inference
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@
 Variants, each on the same random logits (tokens, V) and labels, eps = 0.1, summed loss.
 --dtype bf16 gives the logits in bf16, as autocast produces them; every variant computes in
 float32 (the references by upcasting the whole logits, ours a few rows at a time):
-  ours           nmt.loss.TranslationLoss's per-token function (fused forward/backward)
+  ours           nmt.objective.loss.TranslationLoss's per-token function (fused forward/backward)
   autograd       the same formula through plain autograd: log_softmax, gather, mean
   textbook       a full (tokens, V) smoothed target tensor and F.kl_div
   cross_entropy  F.cross_entropy(label_smoothing=eps, ignore_index=pad)
@@ -37,7 +37,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def loss_fn(name: str):
-    from nmt.loss import label_smoothed_nll
+    from nmt.objective.loss import label_smoothed_nll
 
     def ours(z, y):
         return label_smoothed_nll(z, y, EPS, PAD)[0].sum()

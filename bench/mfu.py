@@ -3,7 +3,7 @@
     python bench/mfu.py [--shape base|big] [--vocab 32000] [--tokens 25000] [--steps 10]
                         [--device cuda] [--precision bf16] [--compile]
 
-The trainer's own update (nmt.step.UpdateStep.step: autocast, the fused loss, clipping,
+The trainer's own update (nmt.train.step.UpdateStep.step: autocast, the fused loss, clipping,
 AdamW) on batches of random ids: sentences of --length source and target tokens, as many as
 fit in --tokens. The FLOPs of one update are counted by torch.utils.flop_counter on the real
 forward and backward (matmuls and attention; elementwise work is not counted, as usual for
@@ -68,10 +68,10 @@ def main() -> None:
     device = torch.device(args.device)
     from torch.utils.flop_counter import FlopCounterMode
 
-    from nmt.batching import Batch
     from nmt.config import ModelConfig, TrainConfig
-    from nmt.model import Transformer
-    from nmt.step import UpdateStep
+    from nmt.data.batching import Batch
+    from nmt.model.transformer import Transformer
+    from nmt.train.step import UpdateStep
 
     model_cfg = ModelConfig(encoder_layers=6, decoder_layers=6, **SHAPES[args.shape])
     train_cfg = TrainConfig(device=args.device, precision=precision, compile=args.compile)

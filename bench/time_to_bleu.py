@@ -47,10 +47,10 @@ def score(run_dir: Path, beam: int, alpha: float | None) -> dict:
     """Validation and test BLEU of a run's best checkpoint with translate.py's search."""
     import torch
 
-    from nmt.checkpoint import load_for_inference
-    from nmt.data import encode_split, load_dataset_dict, read_split
-    from nmt.metrics import corpus_scores
-    from nmt.search import decode_corpus
+    from nmt.data.dataset import encode_split, load_dataset_dict, read_split
+    from nmt.decode.search import decode_corpus
+    from nmt.study.metrics import corpus_scores
+    from nmt.train.checkpoint import load_for_inference
 
     model, tok, cfg, state = load_for_inference(run_dir / "checkpoint_best.pt", "cpu")
     decode = dataclasses.replace(cfg.decode, beam=beam)

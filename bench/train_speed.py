@@ -6,7 +6,7 @@
 
 Systems, all with the config's model sizes, shared embeddings and a tied output projection,
 AdamW and gradient clipping at 1.0, eps 0.1, the same dropout:
-  ours      nmt.step.UpdateStep.step (nmt.model.Transformer + TranslationLoss)
+  ours      nmt.train.step.UpdateStep.step (nmt.model.transformer.Transformer + TranslationLoss)
   textbook  torch.nn.Transformer + the full smoothed target tensor and F.kl_div
   marian    transformers MarianMTModel from a MarianConfig of the same sizes (ReLU) +
             F.cross_entropy(label_smoothing=0.1, ignore_index=pad) in a plain loop
@@ -37,7 +37,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from nmt.tokenizer import BOS_ID, PAD_ID  # noqa: E402
+from nmt.data.tokenizer import BOS_ID, PAD_ID  # noqa: E402
 
 EPS = 0.1
 SYSTEMS = ("ours", "textbook", "marian")
@@ -45,10 +45,10 @@ SYSTEMS = ("ours", "textbook", "marian")
 
 def batches(args) -> tuple[object, list[tuple[torch.Tensor, torch.Tensor]], int]:
     """(config, the first steps + 1 batches of epoch 1 as (src, tgt), vocabulary size)."""
-    from nmt.batching import collate, make_batches
     from nmt.cli import parse_args
-    from nmt.data import load_data
-    from nmt.tokenizer import train_or_load
+    from nmt.data.batching import collate, make_batches
+    from nmt.data.dataset import load_data
+    from nmt.data.tokenizer import train_or_load
 
     flags = ["--config", args.config, "--dataset", args.dataset, "--device", args.device]
     flags += ["--max-tokens", str(args.max_tokens)] if args.max_tokens else []
@@ -70,7 +70,7 @@ class Textbook(nn.Module):
 
     def __init__(self, m, vocab: int):
         super().__init__()
-        from nmt.model import sinusoids
+        from nmt.model.transformer import sinusoids
 
         self.d = m.d_model
         self.embed = nn.Embedding(vocab, m.d_model, padding_idx=PAD_ID)
@@ -155,9 +155,9 @@ class PlainLoop:
 
 def build(name: str, cfg, vocab: int, device: torch.device):
     """A callable update(batch) for one system, its parameters initialised from seed 0."""
-    from nmt.model import Transformer
-    from nmt.precision import AMP_DTYPES
-    from nmt.step import UpdateStep
+    from nmt.model.transformer import Transformer
+    from nmt.train.precision import AMP_DTYPES
+    from nmt.train.step import UpdateStep
 
     torch.manual_seed(0)
     amp_dtype = AMP_DTYPES[cfg.train.precision]

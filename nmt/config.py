@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from nmt.errors import NMTError
-from nmt.loss import SMOOTHING_LIMITS, SMOOTHING_TYPES
+from nmt.objective.loss import SMOOTHING_LIMITS, SMOOTHING_TYPES
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def test_a_backup_training_file_in_a_subfolder_is_refused(folder, tmp_path):
 
 def test_valid_file_alone_replaces_that_split_of_the_dataset(folder, tmp_path):
     from nmt.config import DataConfig
-    from nmt.data import load_dataset_dict, read_split
+    from nmt.data.dataset import load_dataset_dict, read_split
 
     other = write_jsonl(tmp_path / "dev.jsonl", synthetic_pairs(9, 8))
     cfg = DataConfig(dataset=str(folder), valid_file=str(other), src="en", tgt="xx")
@@ -160,7 +160,7 @@ def test_line_breaks_inside_sentences_keep_hypotheses_and_references_aligned(fol
 
 def test_tsv_cells_keep_their_quote_characters(tmp_path):
     from nmt.config import DataConfig
-    from nmt.data import load_dataset_dict, read_split
+    from nmt.data.dataset import load_dataset_dict, read_split
 
     path = tmp_path / "train.tsv"
     path.write_text('en\tde\n"Stop", he said\t"Halt", sagte er\nHe said "no\tEr sagte "nein\n')
@@ -243,9 +243,9 @@ def test_diverged_losses_give_infinite_perplexity_not_a_crash():
 
     import torch
 
-    from nmt.data import Split
-    from nmt.evaluate import evaluate_loss, perplexity
-    from nmt.loss import TranslationLoss
+    from nmt.data.dataset import Split
+    from nmt.objective.loss import TranslationLoss
+    from nmt.train.evaluate import evaluate_loss, perplexity
 
     assert perplexity(1.0) == pytest.approx(math.e) and perplexity(800.0) == math.inf
 
@@ -280,8 +280,8 @@ def test_flag_parse_errors_are_one_line_too(tmp_path, cli, args, message):
 
 
 def test_folder_resolution_by_name_folder_and_shards(tmp_path):
+    from nmt.data.sources import resolve_folder
     from nmt.errors import NMTError
-    from nmt.sources import resolve_folder
 
     roles = {"train": "train", "validation": "valid", "test": "test"}
     for name in (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.errors import NMTError
+from nmt.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_and_run_dir(tmp_path):
@@ -53,7 +53,7 @@ def test_missing_truncated_and_foreign_files(tmp_path):
 
 
 def _state():
-    from nmt.checkpoint import Progress, TrainState
+    from nmt.train.checkpoint import Progress, TrainState
 
     progress = Progress(step=7, epoch=1, batch_pos=3, best_bleu=12.5, best_nll=2.0)
     progress.history.append({"step": 5, "bleu": 12.5})
@@ -74,7 +74,7 @@ def _state():
 
 def test_train_state_is_the_one_schema(tmp_path):
     """The file holds exactly these keys (what checkpoints have always held), and reads back."""
-    from nmt.checkpoint import CheckpointDir, load_train_state
+    from nmt.train.checkpoint import CheckpointDir, load_train_state
 
     path = CheckpointDir(tmp_path).save("last", _state())
     raw = load_checkpoint(path)
@@ -91,7 +91,7 @@ def test_train_state_is_the_one_schema(tmp_path):
 
 
 def test_older_checkpoints_without_elapsed_time_or_average_still_resume(tmp_path):
-    from nmt.checkpoint import load_train_state
+    from nmt.train.checkpoint import load_train_state
 
     raw = _state().to_dict()
     del raw["elapsed_s"]
@@ -102,7 +102,7 @@ def test_older_checkpoints_without_elapsed_time_or_average_still_resume(tmp_path
 
 @pytest.mark.parametrize("key", ["optimizer", "batch_pos", "rng", "history", "spm_model"])
 def test_a_checkpoint_that_cannot_resume_exactly_is_refused(tmp_path, key):
-    from nmt.checkpoint import load_train_state
+    from nmt.train.checkpoint import load_train_state
 
     raw = _state().to_dict()
     del raw[key]
@@ -116,7 +116,7 @@ def test_a_checkpoint_that_cannot_resume_exactly_is_refused(tmp_path, key):
 
 
 def test_numbered_checkpoints_rotate_and_on_save_runs(tmp_path):
-    from nmt.checkpoint import CheckpointDir
+    from nmt.train.checkpoint import CheckpointDir
 
     saved = []
     folder = CheckpointDir(tmp_path, keep_last=2, on_save=lambda: saved.append(1))

@@ -11,10 +11,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nmt.checkpoint import load_for_inference
-from nmt.data import encode_split, load_dataset_dict, read_split
-from nmt.evaluate import evaluate_loss
-from nmt.loss import TranslationLoss
+from nmt.data.dataset import encode_split, load_dataset_dict, read_split
+from nmt.objective.loss import TranslationLoss
+from nmt.train.checkpoint import load_for_inference
+from nmt.train.evaluate import evaluate_loss
 from tests.conftest import cipher_flags, run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nmt.batching import collate
-from nmt.data import Split
-from nmt.tokenizer import PAD_ID
+from nmt.data.batching import collate
+from nmt.data.dataset import Split
+from nmt.data.tokenizer import PAD_ID
 
 from .conftest import cipher_flags, run, write_cipher
 from .test_cli import scalars

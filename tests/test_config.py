@@ -9,7 +9,7 @@ import pytest
 from nmt.cli import parse_args
 from nmt.config import Config
 from nmt.errors import NMTError
-from nmt.model import Transformer
+from nmt.model.transformer import Transformer
 
 from .conftest import ROOT
 

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from nmt.batching import collate, make_batches
 from nmt.config import DataConfig
-from nmt.data import (
+from nmt.data.batching import collate, make_batches
+from nmt.data.dataset import (
     DEFAULT_HUB_DATASET,
     default_dataset,
     encode_split,
@@ -18,8 +18,8 @@ from nmt.data import (
     load_dataset_dict,
     read_split,
 )
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_or_load
 from nmt.errors import NMTError
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_or_load
 from tests.conftest import synthetic_pairs, write_jsonl
 
 

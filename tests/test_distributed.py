@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from nmt.checkpoint import load_checkpoint
-from nmt.distributed import World, shard, world_from_env
 from nmt.errors import NMTError
+from nmt.train.checkpoint import load_checkpoint
+from nmt.train.distributed import World, shard, world_from_env
 
 from .conftest import ROOT, cipher_flags, hooked_env, write_cipher
 from .test_cli import scalars
@@ -37,7 +37,7 @@ def _one_update(rank: int, port: int, out: str, empty_rank1: bool) -> None:
     torch.set_num_threads(1)
     from pathlib import Path
 
-    from nmt import distributed
+    from nmt.train import distributed
 
     world = world_from_env()
     t = updater(world=world, device=distributed.init(torch.device("cpu"), world))

@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.checkpoint import load_for_inference
 from nmt.config import DecodeConfig, ModelConfig
-from nmt.ct2 import decode_corpus_ct2, load_translator
-from nmt.export import META, build_spec, export_ctranslate2, file_sha256, unmappable
-from nmt.model import Transformer
-from nmt.search import decode_corpus, length_limits
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.decode.ct2 import decode_corpus_ct2, load_translator
+from nmt.decode.export import META, build_spec, export_ctranslate2, file_sha256, unmappable
+from nmt.decode.search import decode_corpus, length_limits
+from nmt.model.transformer import Transformer
+from nmt.train.checkpoint import load_for_inference
 from tests.conftest import MULTI30K, module, run
 
 CPU = torch.device("cpu")
@@ -278,7 +278,7 @@ def test_int8_export_is_smaller_and_translates(run_dir, tmp_path):
 
 def test_without_ctranslate2_one_line_says_how_to_install(run_dir, monkeypatch, capsys, tmp_path):
     import translate
-    from nmt import export
+    from nmt.decode import export
 
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 -> ImportError
     monkeypatch.setattr(sys, "stdin", open(tmp_path / "in.txt", "w+"))

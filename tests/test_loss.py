@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nmt import loss as loss_module
 from nmt.errors import NMTError
-from nmt.loss import TranslationLoss, label_smoothed_nll, split_target
+from nmt.objective import loss as loss_module
+from nmt.objective.loss import TranslationLoss, label_smoothed_nll, split_target
 
 PAD = 0
 

@@ -8,8 +8,8 @@ import pytest
 import sacrebleu
 import torch
 
-from nmt.loss import TranslationLoss
-from nmt.metrics import Calibration, corpus_scores, optimal_logit_gap, score_lines
+from nmt.objective.loss import TranslationLoss
+from nmt.study.metrics import Calibration, corpus_scores, optimal_logit_gap, score_lines
 
 HYPS = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest."]
 REFS = ["Ein Mann fährt ein Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch."]

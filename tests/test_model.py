@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from nmt.config import ModelConfig
-from nmt.model import Transformer
-from nmt.tokenizer import PAD_ID
+from nmt.data.tokenizer import PAD_ID
+from nmt.model.transformer import Transformer
 
 CFG = ModelConfig(encoder_layers=2, decoder_layers=2, d_model=32, heads=4, ffn_dim=64, dropout=0.1)
 V = 50

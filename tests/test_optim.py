@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from nmt.config import ModelConfig, TrainConfig
-from nmt.model import Transformer
-from nmt.optim import build_optimizer, build_scheduler, inverse_sqrt
+from nmt.model.transformer import Transformer
+from nmt.train.optim import build_optimizer, build_scheduler, inverse_sqrt
 
 
 def test_inverse_sqrt_by_hand():

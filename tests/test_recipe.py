@@ -11,14 +11,14 @@ import signal
 import pytest
 import torch
 
-from nmt.checkpoint import load_checkpoint, load_for_inference, save_checkpoint
 from nmt.config import ModelConfig, TrainConfig
-from nmt.ema import EMA
-from nmt.model import Transformer
-from nmt.optim import Horizon, build_optimizer, build_scheduler, decay_to_zero
-from nmt.search import beam_search, greedy_search
-from nmt.tokenizer import BOS_ID, PAD_ID, UNK_ID
-from nmt.trainer import budget_steps
+from nmt.data.tokenizer import BOS_ID, PAD_ID, UNK_ID
+from nmt.decode.search import beam_search, greedy_search
+from nmt.model.transformer import Transformer
+from nmt.train.checkpoint import load_checkpoint, load_for_inference, save_checkpoint
+from nmt.train.ema import EMA
+from nmt.train.optim import Horizon, build_optimizer, build_scheduler, decay_to_zero
+from nmt.train.trainer import budget_steps
 
 from .conftest import cipher_flags, run, write_cipher
 from .test_cli import scalars
@@ -199,7 +199,7 @@ def _checkpoint(path, scale: float, d_model: int = 16, spm=b"tok"):
 
 
 def test_average_of_two_checkpoints(tmp_path):
-    from nmt.average import main
+    from nmt.decode.average import main
 
     a, b = _checkpoint(tmp_path / "a.pt", 1.0), _checkpoint(tmp_path / "b.pt", 4.0)
     assert main([str(a), str(b), "--out", str(tmp_path / "avg.pt")]) == 0
@@ -210,7 +210,7 @@ def test_average_of_two_checkpoints(tmp_path):
 
 
 def test_average_last_n_numbered_checkpoints_of_a_run(tmp_path):
-    from nmt.average import main
+    from nmt.decode.average import main
 
     for step in (5, 10, 15):
         _checkpoint(tmp_path / f"checkpoint_step{step}.pt", float(step))
@@ -228,7 +228,7 @@ def test_average_last_n_numbered_checkpoints_of_a_run(tmp_path):
     ],
 )
 def test_average_refuses_checkpoints_that_disagree(tmp_path, capsys, other, needle):
-    from nmt.average import main
+    from nmt.decode.average import main
 
     a = _checkpoint(tmp_path / "a.pt", 1.0)
     b = _checkpoint(tmp_path / "b.pt", 2.0, **other)
@@ -239,7 +239,7 @@ def test_average_refuses_checkpoints_that_disagree(tmp_path, capsys, other, need
 
 
 def test_average_refuses_to_write_over_an_input_or_with_too_few(tmp_path, capsys):
-    from nmt.average import main
+    from nmt.decode.average import main
 
     a, b = _checkpoint(tmp_path / "a.pt", 1.0), _checkpoint(tmp_path / "b.pt", 2.0)
     before = a.read_bytes()

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from nmt.errors import NMTError
-from nmt.metrics import Calibration, corpus_scores, optimal_logit_gap
-from nmt.report import load_run, write_report
+from nmt.study.metrics import Calibration, corpus_scores, optimal_logit_gap
+from nmt.study.report import load_run, write_report
 
 from .conftest import synthetic_pairs
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.report import write_report
+from nmt.study.report import write_report
 
 from .conftest import ROOT
 

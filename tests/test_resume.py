@@ -11,10 +11,10 @@ import textwrap
 import pytest
 import torch
 
-from nmt.checkpoint import load_checkpoint
 from nmt.cli import parse_args
 from nmt.errors import NMTError
-from nmt.run import prepare_run_dir
+from nmt.train.checkpoint import load_checkpoint
+from nmt.train.run import prepare_run_dir
 
 from .conftest import ROOT, cipher_flags, run, write_cipher
 from .test_cli import scalars
@@ -117,7 +117,7 @@ def test_writer_killed_mid_save_leaves_the_previous_checkpoint(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, torch
-        from nmt.checkpoint import save_checkpoint
+        from nmt.train.checkpoint import save_checkpoint
         path = {str(run_dir / "checkpoint_last.pt")!r}
         save_checkpoint({{"step": 1, "w": torch.ones(10)}}, path)
         def half_then_die(obj, handle):

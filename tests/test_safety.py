@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from nmt.data.tokenizer import train_or_load
 from nmt.errors import NMTError
 from nmt.files import FolderLock
-from nmt.tokenizer import train_or_load
 
 from .conftest import ROOT, cipher_flags, module, run, synthetic_pairs, write_cipher
 
@@ -192,7 +192,7 @@ def test_a_tokenizer_being_trained_elsewhere_is_waited_for_and_reused(tmp_path, 
     )
     other = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE)
     assert other.stdout.readline().strip() == b"locked"
-    with caplog.at_level("INFO", logger="nmt.tokenizer"):
+    with caplog.at_level("INFO", logger="nmt.data.tokenizer"):
         again = train_or_load(texts, 40, cache_dir=str(tmp_path / "b"))
     other.wait()
     assert f"PID {other.pid} is training the same tokenizer; waiting" in caplog.text
@@ -275,7 +275,7 @@ def test_a_broken_cache_entry_is_rebuilt_with_one_warning(tmp_path, caplog, dama
         entry.write_bytes(b"")
     if damage.endswith("no-record"):  # as an older version left it: no hash to compare
         entry.with_suffix(".json").unlink(missing_ok=True)
-    with caplog.at_level("WARNING", logger="nmt.tokenizer"):
+    with caplog.at_level("WARNING", logger="nmt.data.tokenizer"):
         tok = train_or_load(TEXTS, 50, cache_dir=str(tmp_path))
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "is broken" in warnings[0].message
@@ -285,7 +285,7 @@ def test_a_broken_cache_entry_is_rebuilt_with_one_warning(tmp_path, caplog, dama
     record = json.loads(entry.with_suffix(".json").read_text())
     assert record == {"sha256": hashlib.sha256(tok.proto).hexdigest()}
     caplog.clear()
-    with caplog.at_level("INFO", logger="nmt.tokenizer"):  # ...that the next run reuses
+    with caplog.at_level("INFO", logger="nmt.data.tokenizer"):  # ...that the next run reuses
         assert train_or_load(TEXTS, 50, cache_dir=str(tmp_path)).proto == tok.proto
     assert "reusing cached" in caplog.text and "WARNING" not in caplog.text
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import pad
 from nmt.config import DecodeConfig, ModelConfig
-from nmt.model import Transformer
-from nmt.search import Hypothesis, beam_search, decode_corpus, greedy_search, length_penalty
-from nmt.tokenizer import BOS_ID, EOS_ID
+from nmt.data.batching import pad
+from nmt.data.tokenizer import BOS_ID, EOS_ID
+from nmt.decode.search import Hypothesis, beam_search, decode_corpus, greedy_search, length_penalty
+from nmt.model.transformer import Transformer
 
 V = 24
 CFG = ModelConfig(encoder_layers=2, decoder_layers=2, d_model=32, heads=4, ffn_dim=64, dropout=0.0)

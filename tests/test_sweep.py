@@ -11,7 +11,7 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nmt.report_plots import PLOTS
+from nmt.study.report_plots import PLOTS
 
 from .conftest import cipher_flags, module, run, write_cipher
 
@@ -95,7 +95,7 @@ def test_sweep_trains_each_eps_and_writes_the_report(sweep):
     assert test_rows["eps 0 (no smoothing)"]["optimum gap"] == "∞"
     # K = 60: log((1 - 0.3 + 0.3 / 60) / (0.3 / 60)) = log(141) = 4.95
     assert test_rows["eps 0.3"]["optimum gap"] == "4.95"
-    from nmt.report import p_cell
+    from nmt.study.report import p_cell
 
     test = json.loads((sweep_dir / "report.json").read_text())["p_values"]["ls0.3-seed1"]
     assert 1 / 201 <= test["p_value"] <= 1.0
@@ -197,7 +197,7 @@ def test_report_cli_on_existing_runs_matches_the_sweep_report(sweep, tmp_path):
 
 def test_close_eps_values_get_their_own_runs_and_exact_flags():
     from nmt.config import format_eps
-    from nmt.sweep import check_train_args, run_name
+    from nmt.study.sweep import check_train_args, run_name
 
     assert (
         run_name(0.1, 1) == "ls0.1-seed1" and run_name(0.0, 2) == run_name(-0.0, 2) == "ls0-seed2"
@@ -212,7 +212,7 @@ def test_close_eps_values_get_their_own_runs_and_exact_flags():
 def test_fairseq_runs_get_their_own_names_beside_uniform_ones(sweep, tmp_path):
     """A sweep under --smoothing-type fairseq names its runs ls<eps>-fairseq-seed<seed>, so its
     artifacts join the uniform sweep's in one folder and one report shows both conventions."""
-    from nmt.sweep import copy_artifacts, run_name
+    from nmt.study.sweep import copy_artifacts, run_name
 
     assert run_name(0.1, 1, "fairseq") == "ls0.1-fairseq-seed1" != run_name(0.1, 1)
     assert run_name(0.1, 2, "confidence-penalty") == "ls0.1-confidence-penalty-seed2"

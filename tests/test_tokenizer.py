@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sentencepiece as spm
 
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, train_or_load
 from nmt.errors import NMTError
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, train_or_load
 from tests.conftest import synthetic_pairs
 
 TEXTS = [r["translation"][lang] for r in synthetic_pairs(400, 0) for lang in ("en", "xx")]

@@ -6,18 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.batching import Batch, pad
 from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from nmt.data import Split
-from nmt.distributed import SINGLE
+from nmt.data.batching import Batch, pad
+from nmt.data.dataset import Split
+from nmt.decode.search import decode_corpus
 from nmt.errors import NMTError
-from nmt.logbook import Interval
-from nmt.loss import TranslationLoss, split_target
-from nmt.model import Transformer
-from nmt.precision import resolve_precision
-from nmt.search import decode_corpus
-from nmt.step import StepStats, UpdateStep
-from nmt.trainer import Trainer
+from nmt.model.transformer import Transformer
+from nmt.objective.loss import TranslationLoss, split_target
+from nmt.train.distributed import SINGLE
+from nmt.train.logbook import Interval
+from nmt.train.precision import resolve_precision
+from nmt.train.step import StepStats, UpdateStep
+from nmt.train.trainer import Trainer
 
 from .test_cli import scalars
 
@@ -126,7 +126,7 @@ def test_precision_resolution_on_cpu():
 def scripted_trainer(tmp_path, scores, patience):
     """A trainer whose validations return the given (bleu, nll) scores in turn."""
 
-    from nmt.data import Split
+    from nmt.data.dataset import Split
 
     t = trainer(tmp_path, "scripted", patience=patience)
     t.splits = {"valid": Split("valid", ["a"], ["b"], [[5, 3]], [[2, 6, 3]])}
@@ -155,7 +155,7 @@ def scripted_trainer(tmp_path, scores, patience):
 
 
 def test_best_checkpoint_and_early_stopping(tmp_path):
-    from nmt.checkpoint import load_checkpoint
+    from nmt.train.checkpoint import load_checkpoint
 
     scores = [(0.0, 5.0), (0.0, 4.0), (12.0, 3.0), (11.0, 2.0), (12.0, 1.9), (13.0, 2.5)]
     t = scripted_trainer(tmp_path, scores, patience=2)
@@ -203,7 +203,7 @@ def test_validation_decodes_with_the_configured_search(tmp_path, beam):
 
 
 def test_evaluation_reports_calibration_of_the_teacher_forced_predictions(tmp_path):
-    from nmt.metrics import Calibration
+    from nmt.study.metrics import Calibration
 
     t = trainer(tmp_path, "calib")
     src = [[5 + i % 30, 6 + i % 7, 7, 3] for i in range(12)]
@@ -276,7 +276,7 @@ def test_nan_batch_skips_the_update_and_is_counted(tmp_path):
 
 
 def test_too_many_skips_in_a_row_stop_with_the_last_good_state(tmp_path):
-    from nmt.checkpoint import load_checkpoint
+    from nmt.train.checkpoint import load_checkpoint
 
     t = trainer(tmp_path, "nan3", max_skipped=3)
     t.run_dir.mkdir(parents=True, exist_ok=True)
@@ -328,7 +328,7 @@ def test_keep_last_numbered_checkpoints(tmp_path):
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import errno
 
-    from nmt.checkpoint import load_checkpoint
+    from nmt.train.checkpoint import load_checkpoint
 
     t = trainer(tmp_path, "full")
     t.run_dir.mkdir(parents=True, exist_ok=True)
@@ -358,9 +358,9 @@ def test_the_update_step_stands_alone():
     import sys
 
     code = (
-        "import sys, nmt.step; print(sorted(m for m in sys.modules if m.startswith(("
-        "'tensorboard', 'torch.utils.tensorboard', 'nmt.trainer', 'nmt.run', 'nmt.data', "
-        "'nmt.sources', 'datasets'))))"
+        "import sys, nmt.train.step; print(sorted(m for m in sys.modules if m.startswith(("
+        "'tensorboard', 'torch.utils.tensorboard', 'nmt.train.trainer', 'nmt.train.run', "
+        "'nmt.data.dataset', 'nmt.data.sources', 'datasets'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -198,7 +198,8 @@ def test_translate_imports_neither_tensorboard_nor_the_trainer():
     """translate.py needs the checkpoint, the model and the search: not the training stack."""
     code = (
         "import sys, translate; print(sorted(m for m in sys.modules if m.startswith("
-        "('tensorboard', 'torch.utils.tensorboard', 'nmt.trainer', 'nmt.distributed'))))"
+        "('tensorboard', 'torch.utils.tensorboard', 'nmt.train.trainer', "
+        "'nmt.train.distributed'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ import os
 if os.environ.get("NMT_TEST_KILL_AT_STEP"):
     import signal
 
-    from nmt.trainer import Trainer
+    from nmt.train.trainer import Trainer
 
     _KILL_AT = int(os.environ["NMT_TEST_KILL_AT_STEP"])
     _any_rank = Trainer._any_rank  # called once after every update, after its saves

@@ -189,8 +189,8 @@ def load_train_state(path: str | Path, map_location: str | torch.device = "cpu")
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild (model, tokenizer, config, state) from a checkpoint alone, in eval mode."""
     from nmt.config import Config
-    from nmt.model import Transformer
-    from nmt.tokenizer import Tokenizer
+    from nmt.data.tokenizer import Tokenizer
+    from nmt.model.transformer import Transformer
 
     state = load_checkpoint(path, map_location=device)
     missing = [k for k in INFERENCE_KEYS if k not in state]

@@ -8,9 +8,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from nmt.data.tokenizer import PAD_ID
 from nmt.errors import NMTError
-from nmt.loss import split_target
-from nmt.tokenizer import PAD_ID
+from nmt.objective.loss import split_target
 
 
 class Pairs(Protocol):

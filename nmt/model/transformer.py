@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nmt.config import ModelConfig
-from nmt.tokenizer import PAD_ID
+from nmt.data.tokenizer import PAD_ID
 
 
 def _few_query_attention(

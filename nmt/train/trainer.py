@@ -19,29 +19,29 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nmt import distributed
-from nmt.batching import collate, make_batches
-from nmt.checkpoint import (
+from nmt.config import Config
+from nmt.data.batching import collate, make_batches
+from nmt.data.dataset import Split
+from nmt.data.tokenizer import Tokenizer
+from nmt.errors import NMTError
+from nmt.study.metrics import optimal_logit_gap
+from nmt.train import distributed
+from nmt.train.checkpoint import (
     CheckpointDir,
     Progress,
     TrainState,
     inference_weights,
     load_checkpoint,
 )
-from nmt.config import Config
-from nmt.data import Split
-from nmt.distributed import SINGLE, World
-from nmt.errors import NMTError
-from nmt.evaluate import VALID_SCALARS, decode_and_score, evaluate_split, write_outputs
-from nmt.logbook import Interval, Logbook, compiled_graphs
-from nmt.metrics import optimal_logit_gap
-from nmt.precision import resolve_device
-from nmt.rng import rng_state, seed_everything, set_rng_state
-from nmt.signals import Preempted, catch_stop_signals
-from nmt.step import StepStats, UpdateStep
-from nmt.tokenizer import Tokenizer
+from nmt.train.distributed import SINGLE, World
+from nmt.train.evaluate import VALID_SCALARS, decode_and_score, evaluate_split, write_outputs
+from nmt.train.logbook import Interval, Logbook, compiled_graphs
+from nmt.train.precision import resolve_device
+from nmt.train.rng import rng_state, seed_everything, set_rng_state
+from nmt.train.signals import Preempted, catch_stop_signals
+from nmt.train.step import StepStats, UpdateStep
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
 
 def budget_steps(max_steps: int, epoch_steps: int) -> int:

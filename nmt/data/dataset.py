@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from nmt.config import DataConfig
-from nmt.errors import NMTError
-from nmt.sources import (  # noqa: F401 (re-exported: the data API in one place)
+from nmt.data.sources import (  # noqa: F401 (re-exported: the data API in one place)
     DEFAULT_HUB_DATASET,
     DEFAULT_LOCAL_DIRS,
     default_dataset,
     load_dataset_dict,
 )
-from nmt.tokenizer import EOS_ID, Tokenizer, frame_source, frame_target
+from nmt.data.tokenizer import EOS_ID, Tokenizer, frame_source, frame_target
+from nmt.errors import NMTError
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import make_batches, pad
 from nmt.config import DecodeConfig
-from nmt.precision import autocast
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.data.batching import make_batches, pad
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.train.precision import autocast
 
 
 class Hypothesis(NamedTuple):

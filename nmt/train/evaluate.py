@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from nmt.batching import Pairs, collate, make_batches
 from nmt.config import DecodeConfig
-from nmt.data import Split, one_line
-from nmt.loss import TranslationLoss
-from nmt.metrics import Calibration, corpus_scores
-from nmt.precision import autocast
-from nmt.search import decode_corpus
+from nmt.data.batching import Pairs, collate, make_batches
+from nmt.data.dataset import Split, one_line
+from nmt.decode.search import decode_corpus
+from nmt.objective.loss import TranslationLoss
+from nmt.study.metrics import Calibration, corpus_scores
+from nmt.train.precision import autocast
 
 # Logged to TensorBoard at each validation and kept in results.json's history.
 VALID_SCALARS = (

@@ -12,7 +12,7 @@ import yaml
 from nmt.config import Config, flatten, format_eps
 from nmt.errors import NMTError
 from nmt.files import FolderLock, lock_folder, write_atomic
-from nmt.logbook import attach_log_file
+from nmt.train.logbook import attach_log_file
 
 log = logging.getLogger(__name__)
 

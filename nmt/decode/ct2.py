@@ -1,6 +1,6 @@
 """Decode with a CTranslate2 export under translate.py's search (translate.py --engine ctranslate2).
 
-What is the same as nmt.search, by construction:
+What is the same as nmt.decode.search, by construction:
 - per-sentence length limits: sentences are decoded in groups of equal limit
   (a * source length + b, EOS included), each group with its own max_decoding_length, so
   every sentence gets exactly its own limit (not the batch's longest);
@@ -28,9 +28,9 @@ from collections import defaultdict
 import torch
 
 from nmt.config import DecodeConfig
-from nmt.export import import_ctranslate2
-from nmt.search import Hypothesis, length_limits, length_penalty
-from nmt.tokenizer import EOS_ID
+from nmt.data.tokenizer import EOS_ID
+from nmt.decode.export import import_ctranslate2
+from nmt.decode.search import Hypothesis, length_limits, length_penalty
 
 # translate.py --precision -> CTranslate2 compute_type ("default": the type stored at export).
 COMPUTE_TYPES = {"auto": "default", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -84,7 +84,7 @@ def decode_corpus_ct2(
     min_len: int = 0,
     progress: bool = False,
 ) -> list[list[Hypothesis]]:
-    """nmt.search.decode_corpus with a CTranslate2 translator: src_ids end in EOS (as
+    """nmt.decode.search.decode_corpus with a CTranslate2 translator: src_ids end in EOS (as
     translate.encode_sources makes them); nbest lists in input order."""
     from tqdm import tqdm
 

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt import distributed
-from nmt.batching import Batch
 from nmt.config import TrainConfig
-from nmt.distributed import SINGLE, World
-from nmt.ema import EMA
-from nmt.loss import TranslationLoss
-from nmt.optim import Horizon, build_optimizer, build_scheduler
-from nmt.precision import AMP_DTYPES, autocast, resolve_precision
-from nmt.tokenizer import PAD_ID
+from nmt.data.batching import Batch
+from nmt.data.tokenizer import PAD_ID
+from nmt.objective.loss import TranslationLoss
+from nmt.train import distributed
+from nmt.train.distributed import SINGLE, World
+from nmt.train.ema import EMA
+from nmt.train.optim import Horizon, build_optimizer, build_scheduler
+from nmt.train.precision import AMP_DTYPES, autocast, resolve_precision
 
 
 @dataclass

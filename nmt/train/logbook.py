@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nmt.step import StepStats
+    from nmt.train.step import StepStats
 
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
@@ -180,7 +180,7 @@ class Logbook:
 
     def valid(self, step: int, metrics: dict, best_bleu: float, samples: list[tuple]) -> None:
         """Log one validation: its scalars, a table of (source, reference, hypothesis)."""
-        from nmt.evaluate import VALID_SCALARS
+        from nmt.train.evaluate import VALID_SCALARS
 
         for name in VALID_SCALARS:
             self.writer.add_scalar(f"valid/{name}", metrics[name], step)

@@ -1,0 +1,1 @@
+"""Data: which files make each split, encoding them, token-bucket batches, the tokenizer."""

@@ -1,0 +1,1 @@
+"""Decoding and serving: search, the CTranslate2 engine, export, checkpoint averaging."""

@@ -1,0 +1,313 @@
+"""Export a checkpoint for serving: a CTranslate2 model directory (python -m nmt.export).
+
+    python -m nmt.export RUN_DIR_OR_CHECKPOINT --format ctranslate2 --out DIR
+                         [--quantization int8|int8_float32|float16|bfloat16|...] [--overwrite]
+
+DIR holds CTranslate2's model.bin, config.json and vocabulary, plus this project's
+SentencePiece model (sentencepiece.model) and nmt_export.json (the checkpoint's hash and step,
+its decode settings and length limits), so that the folder alone is enough to translate:
+`translate.py --checkpoint DIR --engine ctranslate2`.
+
+The model maps onto CTranslate2's TransformerSpec as it is: pre-norm layers, fused QKV
+self-attention, a query and a fused key/value projection in cross-attention, the sinusoidal
+table this model adds (interleaved sin/cos) given as position encodings, embeddings scaled by
+sqrt(d_model), shared or separate embeddings, a tied or separate output projection without
+bias, ReLU or exact (erf) GELU, LayerNorm epsilon 1e-5. The encoder's EOS is added by
+CTranslate2 (add_source_eos), the decoder starts from BOS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from nmt.errors import ArgumentParser, NMTError
+from nmt.files import cache_root, write_atomic
+from nmt.train.checkpoint import checkpoint_file
+
+log = logging.getLogger("nmt.export")
+
+META = "nmt_export.json"
+SPM_FILE = "sentencepiece.model"
+META_VERSION = 1
+# CTranslate2's weight types (ctranslate2.specs.model_spec.ACCEPTED_MODEL_TYPES).
+QUANTIZATIONS = (
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+INSTALL = 'pip install -e ".[ct2]" (or pip install "ctranslate2>=4.5,<5")'
+
+
+def import_ctranslate2():
+    """The ctranslate2 module, or one NMTError saying how to install it."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise NMTError(f"CTranslate2 is not installed; install it with {INSTALL}") from None
+    return ctranslate2
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unmappable(model_cfg) -> str | None:
+    """The first model option CTranslate2's TransformerSpec cannot express, or None."""
+    if model_cfg.activation not in ("relu", "gelu"):
+        return f"model.activation {model_cfg.activation!r} (CTranslate2 export knows relu, gelu)"
+    if model_cfg.d_model % model_cfg.heads:
+        return f"model.d_model {model_cfg.d_model} not divisible by model.heads {model_cfg.heads}"
+    return None
+
+
+def _np(t: torch.Tensor):
+    return t.detach().to(torch.float32).cpu().contiguous().numpy()
+
+
+def _linear(spec, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    spec.weight = _np(weight)
+    if bias is not None:
+        spec.bias = _np(bias)
+
+
+def _norm(spec, norm: torch.nn.LayerNorm) -> None:
+    spec.gamma, spec.beta = _np(norm.weight), _np(norm.bias)
+
+
+def _ffn(spec, ffn, norm) -> None:
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear_0, ffn.fc1.weight, ffn.fc1.bias)
+    _linear(spec.linear_1, ffn.fc2.weight, ffn.fc2.bias)
+
+
+def _self_attention(spec, attn, norm) -> None:
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear[0], attn.in_proj.weight, attn.in_proj.bias)  # q, k, v stacked
+    _linear(spec.linear[1], attn.out_proj.weight, attn.out_proj.bias)
+
+
+def _cross_attention(spec, attn, norm) -> None:
+    d = attn.out_proj.weight.size(0)
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear[0], attn.in_proj.weight[:d], attn.in_proj.bias[:d])  # queries
+    _linear(spec.linear[1], attn.in_proj.weight[d:], attn.in_proj.bias[d:])  # keys, values
+    _linear(spec.linear[2], attn.out_proj.weight, attn.out_proj.bias)
+
+
+def build_spec(model, tok):
+    """A CTranslate2 TransformerSpec holding model's weights (float32) and tok's vocabulary."""
+    import_ctranslate2()
+    from ctranslate2.specs import common_spec, transformer_spec
+
+    cfg = model.cfg
+    problem = unmappable(cfg)
+    if problem is not None:
+        raise NMTError(f"cannot export to CTranslate2: {problem}")
+    activation = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU}
+    spec = transformer_spec.TransformerSpec.from_config(
+        (cfg.encoder_layers, cfg.decoder_layers),
+        cfg.heads,
+        pre_norm=True,
+        activation=activation[cfg.activation],
+    )
+    positions = _np(model.positions)  # (max_positions, D), our interleaved sin/cos table
+    enc, dec = spec.encoder, spec.decoder
+    enc.embeddings[0].weight = _np(model.src_embed.weight)
+    dec.embeddings.weight = _np(model.tgt_embed.weight)
+    enc.position_encodings.encodings = positions
+    dec.position_encodings.encodings = positions
+    enc.scale_embeddings = dec.scale_embeddings = True  # x sqrt(d_model), as model._embed
+    for layer_spec, layer in zip(enc.layer, model.encoder):
+        _self_attention(layer_spec.self_attention, layer.attn, layer.norm1)
+        _ffn(layer_spec.ffn, layer.ffn, layer.norm2)
+    for layer_spec, layer in zip(dec.layer, model.decoder):
+        _self_attention(layer_spec.self_attention, layer.self_attn, layer.norm1)
+        _cross_attention(layer_spec.attention, layer.cross_attn, layer.norm2)
+        _ffn(layer_spec.ffn, layer.ffn, layer.norm3)
+    _norm(enc.layer_norm, model.encoder_norm)
+    _norm(dec.layer_norm, model.decoder_norm)
+    output = model.tgt_embed.weight if model.output is None else model.output.weight
+    _linear(dec.projection, output, None)
+
+    pieces = [tok.sp.id_to_piece(i) for i in range(len(tok))]
+    spec.register_source_vocabulary(pieces)
+    spec.register_target_vocabulary(pieces)
+    spec.config.unk_token = tok.sp.id_to_piece(tok.sp.unk_id())
+    spec.config.bos_token = tok.sp.id_to_piece(tok.sp.bos_id())
+    spec.config.eos_token = tok.sp.id_to_piece(tok.sp.eos_id())
+    spec.config.decoder_start_token = spec.config.bos_token
+    spec.config.add_source_eos = True  # the encoder reads pieces + EOS (tokenizer.frame_source)
+    spec.config.layer_norm_epsilon = 1e-5  # torch.nn.LayerNorm's default
+    return spec
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """--out must be new, or (with overwrite) an earlier export; never another folder."""
+    if not out.exists():
+        if not out.parent.is_dir():
+            raise NMTError(f"--out {out}: folder {out.parent} does not exist")
+        return
+    if not out.is_dir():
+        raise NMTError(f"--out {out} exists and is not a folder; choose another path")
+    if not overwrite:
+        raise NMTError(f"--out {out} already exists; choose another path or pass --overwrite")
+    if not (out / META).is_file():
+        raise NMTError(
+            f"--out {out} is not an export of this project (no {META}); "
+            "--overwrite only replaces an earlier export"
+        )
+
+
+def export_ctranslate2(
+    checkpoint: str | Path,
+    out: str | Path,
+    quantization: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write checkpoint's model as a CTranslate2 directory at out (atomically: a folder built
+    beside it, then renamed); returns out."""
+    from nmt.train.checkpoint import load_for_inference
+
+    ct2 = import_ctranslate2()
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise NMTError(f"--quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    out, path = Path(out), checkpoint_file(checkpoint)
+    _check_out(out, overwrite)
+    model, tok, cfg, state = load_for_inference(path, "cpu")
+    spec = build_spec(model, tok)
+    spec.validate()
+    spec.optimize(quantization=quantization)
+    meta = {
+        "format_version": META_VERSION,
+        "engine": "ctranslate2",
+        "ctranslate2_version": ct2.__version__,
+        "quantization": quantization or "float32",
+        "checkpoint": str(path.resolve()),
+        "checkpoint_sha256": file_sha256(path),
+        "step": state.get("step"),
+        "weights": "ema" if state.get("ema") is not None else "model",
+        "max_len": cfg.data.max_len,
+        "max_positions": cfg.model.max_positions,
+        "decode": cfg.to_dict()["decode"],
+        "config": cfg.to_dict(),
+    }
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        spec.save(str(tmp))
+        tok.save(tmp / SPM_FILE)
+        write_atomic(tmp / META, (json.dumps(meta, indent=2) + "\n").encode())
+        if out.exists():  # an earlier export, checked above: swap, then drop it
+            out.rename(old)
+        tmp.rename(out)
+    except OSError as exc:
+        raise NMTError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def read_export(folder: str | Path) -> dict:
+    """nmt_export.json of an exported folder, checked; one NMTError if it is not one."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError):
+        raise NMTError(
+            f"{folder} is not a CTranslate2 export of this project (no readable {META}); "
+            "make one with python -m nmt.export"
+        ) from None
+    if meta.get("format_version") != META_VERSION or not (folder / "model.bin").is_file():
+        raise NMTError(f"{folder}: unknown or incomplete export; export the checkpoint again")
+    return meta
+
+
+def is_export(path: str | Path) -> bool:
+    """Whether path is a folder written by export_ctranslate2."""
+    return (Path(path) / META).is_file()
+
+
+def cached_export(checkpoint: str | Path) -> Path:
+    """The CTranslate2 export of a checkpoint in $NMT_CACHE/ctranslate2/<sha256>, made on
+    first use (float32; translate.py's --quantization converts on load)."""
+    path = checkpoint_file(checkpoint)
+    if not path.is_file():
+        raise NMTError(f"checkpoint {path} does not exist")
+    root = cache_root() / "ctranslate2"
+    folder = root / file_sha256(path)[:32]
+    if is_export(folder):
+        return folder
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NMTError(
+            f"cannot write the export cache {root}: {exc.strerror or exc}; set NMT_CACHE "
+            "to a writable folder, or export once with python -m nmt.export"
+        ) from None
+    log.info("exporting %s to CTranslate2 in %s", path, folder)
+    try:
+        return export_ctranslate2(path, folder, overwrite=folder.exists())
+    except NMTError:
+        if is_export(folder):  # another process exported the same checkpoint meanwhile
+            return folder
+        raise
+
+
+def build_parser() -> ArgumentParser:
+    """python -m nmt.export's flags."""
+    p = ArgumentParser(
+        prog="python -m nmt.export",
+        description="Export a trained checkpoint to a serving engine.",
+    )
+    p.add_argument("checkpoint", help="run directory (uses its best) or .pt file")
+    p.add_argument("--format", required=True, choices=("ctranslate2",), help="serving engine")
+    p.add_argument("--out", required=True, help="the folder to write (must not exist)")
+    p.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="weight type stored (default: float32); int8 is the CPU one",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the export; a user error is one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        out = export_ctranslate2(args.checkpoint, args.out, args.quantization, args.overwrite)
+    except NMTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    meta = read_export(out)
+    print(
+        f"exported {meta['checkpoint']} (step {meta['step']}, {meta['weights']} weights) to "
+        f"{out} as CTranslate2 {meta['quantization']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The objective: the smoothing registry and the criteria that turn logits into a loss."""

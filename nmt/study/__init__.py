@@ -1,0 +1,1 @@
+"""The study: sweeps, reports, plots and the metrics they share with evaluation."""

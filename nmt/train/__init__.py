@@ -1,0 +1,1 @@
+"""Training: the update step, the loop, validation, checkpoints and the run directory."""
