@@ -19,7 +19,7 @@ from nmt.errors import NMTError
 log = logging.getLogger(__name__)
 
 DEFAULT_HUB_DATASET = "bentrevett/multi30k"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # nmt/data/sources.py -> the checkout
 # The default dataset: a local copy here (git-ignored) wins over the Hub.
 DEFAULT_LOCAL_DIRS = (Path("data") / "multi30k", PROJECT_ROOT / "data" / "multi30k")
 # suffix -> (datasets builder, its options). TSV is read without CSV quoting: a raw TSV cell

@@ -23,10 +23,11 @@ from nmt.cli import parse_args as parse_train_args
 from nmt.config import format_eps
 from nmt.errors import ArgumentParser, NMTError
 from nmt.files import FolderLock, atomic_write, lock_folder
+from nmt.objective import smoothing as registry
 from nmt.train.logbook import setup_logging
 
 log = logging.getLogger("nmt.sweep")
-TRAIN_PY = Path(__file__).resolve().parent.parent / "train.py"
+TRAIN_PY = Path(__file__).resolve().parents[2] / "train.py"  # nmt/study/sweep.py -> checkout
 # The sweep owns these train.py flags: it sets them per run.
 OWNED = (
     "--smoothing",
@@ -112,12 +113,11 @@ def copy_artifacts(run_dir: Path, dest_root: Path) -> Path:
     return dest
 
 
-def run_name(eps: float, seed: int, smoothing_type: str = "uniform") -> str:
-    """The run directory's name inside the sweep: ls0.1-seed1 for the uniform convention,
-    ls0.1-fairseq-seed1 for another (distinct for distinct eps and conventions, so the runs of
-    two sweeps can share one --artifacts folder and one report)."""
-    kind = "" if smoothing_type == "uniform" else f"-{smoothing_type}"
-    return f"ls{format_eps(eps)}{kind}-seed{seed}"
+def run_name(eps: float, seed: int, smoothing_type: str = registry.DEFAULT) -> str:
+    """The run directory's name inside the sweep: ls0.1-seed1 for the default convention,
+    ls0.1-fairseq-seed1 for another (the registry's run-name suffix: distinct for distinct eps
+    and conventions, so the runs of two sweeps can share one --artifacts folder and report)."""
+    return f"ls{format_eps(eps)}{registry.get(smoothing_type).run_suffix()}-seed{seed}"
 
 
 def check_train_args(train_args: list[str], eps_values: list[float], seeds: list[int]) -> str:
