@@ -6,12 +6,15 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Callable
 
 from nmt.cli import parse_args
+from nmt.config import Config
 from nmt.data.dataset import load_data
 from nmt.data.tokenizer import Tokenizer, train_or_load
 from nmt.errors import NMTError
 from nmt.model.transformer import Transformer
+from nmt.objective.criterion import Criterion
 from nmt.train import distributed
 from nmt.train.checkpoint import TrainState, load_train_state
 from nmt.train.logbook import setup_logging
@@ -22,13 +25,16 @@ from nmt.train.signals import Preempted
 from nmt.train.trainer import Trainer
 
 log = logging.getLogger("train")
+CriterionFactory = Callable[[Config, int], Criterion]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None = None) -> int:
     """Parse config -> build parts -> Trainer.fit(); user errors become one line and exit 2.
 
     Everything that can fail before training (config, run directory, data, tokenizer, model,
-    checkpoint, device) is checked before anything is written to the run directory. Under
+    checkpoint, device) is checked before anything is written to the run directory.
+    build_criterion(cfg, vocab_size) replaces the label-smoothed NLL the config names (a new
+    objective, or a test's). Under
     torchrun each process is one rank: rank 0 locks and prepares the run directory, builds the
     tokenizer and data cache first, and alone writes logs and checkpoints.
     """
@@ -54,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         if world.rank:  # DDP copies rank 0's weights; dropout differs per rank
             seed_everything(cfg.train.seed + 1000 * world.rank)
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-        trainer = Trainer(cfg, model, tok, splits, run_path, command, state, world, device, started)
+        criterion = None if build_criterion is None else build_criterion(cfg, len(tok))
+        trainer = Trainer(
+            cfg, model, tok, splits, run_path, command, state, world, device, started, criterion
+        )
         if rd is not None:  # rank 0: only now does anything in the run directory change
             rd.start(cfg, tok.proto, {name: split.files for name, split in splits.items()})
             trainer.checkpoints.on_save = rd.checkpoint_saved

@@ -55,8 +55,9 @@ def one_run(folder: str) -> dict:
     from nmt.cli import parse_args
     from nmt.data.batching import collate, make_batches
     from nmt.data.dataset import load_data
-    from nmt.data.tokenizer import train_or_load
+    from nmt.data.tokenizer import PAD_ID, train_or_load
     from nmt.model.transformer import Transformer
+    from nmt.objective.loss import build_criterion
     from nmt.train.step import UpdateStep
 
     start = time.perf_counter()
@@ -77,7 +78,8 @@ def one_run(folder: str) -> dict:
     batches = make_batches(*train.lengths(), d.max_tokens, cfg.train.seed, 0)
     torch.manual_seed(0)
     model = Transformer(cfg.model, len(tok))
-    update = UpdateStep.build(cfg.train, model, len(tok), torch.device("cpu"))
+    criterion = build_criterion(cfg.train, len(tok), PAD_ID)
+    update = UpdateStep.build(cfg.train, model, criterion, torch.device("cpu"))
     stats = update.step([collate(train, batches[0])])
     first = time.perf_counter()
     return {

@@ -70,14 +70,17 @@ def main() -> None:
 
     from nmt.config import ModelConfig, TrainConfig
     from nmt.data.batching import Batch
+    from nmt.data.tokenizer import PAD_ID
     from nmt.model.transformer import Transformer
+    from nmt.objective.loss import build_criterion
     from nmt.train.step import UpdateStep
 
     model_cfg = ModelConfig(encoder_layers=6, decoder_layers=6, **SHAPES[args.shape])
     train_cfg = TrainConfig(device=args.device, precision=precision, compile=args.compile)
     torch.manual_seed(0)
     model = Transformer(model_cfg, args.vocab)
-    update = UpdateStep.build(train_cfg, model, args.vocab, device)  # no tokenizer, no run dir
+    criterion = build_criterion(train_cfg, args.vocab, PAD_ID)
+    update = UpdateStep.build(train_cfg, model, criterion, device)  # no tokenizer, no run dir
     rows = args.tokens // args.length
     g = torch.Generator().manual_seed(0)
     src = torch.randint(4, args.vocab, (rows, args.length), generator=g)

@@ -155,14 +155,17 @@ class PlainLoop:
 
 def build(name: str, cfg, vocab: int, device: torch.device):
     """A callable update(batch) for one system, its parameters initialised from seed 0."""
+    from nmt.data.tokenizer import PAD_ID
     from nmt.model.transformer import Transformer
+    from nmt.objective.loss import build_criterion
     from nmt.train.precision import AMP_DTYPES
     from nmt.train.step import UpdateStep
 
     torch.manual_seed(0)
     amp_dtype = AMP_DTYPES[cfg.train.precision]
     if name == "ours":  # the model and the loss alone: no tokenizer, no run directory
-        update = UpdateStep.build(cfg.train, Transformer(cfg.model, vocab), vocab, device)
+        criterion = build_criterion(cfg.train, vocab, PAD_ID)
+        update = UpdateStep.build(cfg.train, Transformer(cfg.model, vocab), criterion, device)
         return lambda batch: update.step([batch]), update.model
     model = Textbook(cfg.model, vocab) if name == "textbook" else marian(cfg.model, vocab)
     model = model.to(device)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from nmt.config import CHOICES, Config, apply_overrides, flatten, load_yaml, validate
+from nmt.config import Config, apply_overrides, choices, flatten, load_yaml, validate
 from nmt.errors import ArgumentParser, NMTError
+from nmt.objective import smoothing as registry
 
 # Short spellings of the common flags; every field is also reachable as --section.key.
 SHORT_FLAGS: dict[str, tuple[str, str]] = {
     "--smoothing": ("train.smoothing", "label smoothing eps in [0, 1)"),
-    "--smoothing-type": (
-        "train.smoothing_type",
-        "uniform (eps/K to every entry, the default), fairseq (eps/(K-1) to non-gold entries) "
-        "or confidence-penalty (NLL - eps * entropy)",
-    ),
+    "--smoothing-type": ("train.smoothing_type", registry.help_text()),
     "--dataset": (
         "data.dataset",
         "Hugging Face Hub id or local folder (train/validation/test files)",
@@ -81,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in --run-dir from checkpoint_last.pt even if it finished or its "
         "config differs (an unfinished run with the same config resumes without it)",
     )
+    allowed = choices()
     for flag, (key, help_text) in SHORT_FLAGS.items():
-        choices = CHOICES.get(key)
-        parser.add_argument(flag, dest=key, default=None, choices=choices, help=help_text)
+        parser.add_argument(flag, dest=key, default=None, choices=allowed.get(key), help=help_text)
     return parser
 
 

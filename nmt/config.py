@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from nmt.errors import NMTError
-from nmt.objective.loss import SMOOTHING_LIMITS, SMOOTHING_TYPES
+from nmt.objective import smoothing as registry
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TrainConfig:
     """Optimisation, schedule, validation and where the run is written."""
 
     smoothing: float = 0.1  # eps; the confidence penalty's beta with that smoothing_type
-    smoothing_type: str = "uniform"  # uniform (eps/K everywhere), fairseq, confidence-penalty
+    smoothing_type: str = registry.DEFAULT  # a convention of nmt.objective.smoothing
     lr: float = 5e-3
     warmup_steps: int = 500
     betas: tuple[float, float] = (0.9, 0.98)
@@ -132,14 +132,16 @@ class Config:
         return apply_overrides(cls(), flatten(values, source), source)
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.precision": ("auto", "fp32", "bf16", "fp16"),
-    "train.smoothing_type": SMOOTHING_TYPES,
-    "model.activation": ("relu", "gelu"),
-    "train.schedule": ("inverse_sqrt", "cosine", "linear"),
-    "data.spm_model_type": ("unigram", "bpe", "char", "word"),
-}
+def choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of each enumerated key (the smoothing conventions as registered now)."""
+    return {
+        "train.device": ("auto", "cpu", "cuda"),
+        "train.precision": ("auto", "fp32", "bf16", "fp16"),
+        "train.smoothing_type": registry.names(),
+        "model.activation": ("relu", "gelu"),
+        "train.schedule": ("inverse_sqrt", "cosine", "linear"),
+        "data.spm_model_type": ("unigram", "bpe", "char", "word"),
+    }
 
 
 def flatten(values: Any, source: str) -> dict[str, Any]:
@@ -267,8 +269,8 @@ def _checks(cfg: Config):
     """(ok, key, message) in order; later checks may assume the earlier ones held."""
     # Long by design: one line per rule, read top to bottom; grouping them would hide the order.
     d, m, t, dec = cfg.data, cfg.model, cfg.train, cfg.decode
-    limit, meaning = SMOOTHING_LIMITS[t.smoothing_type]
-    yield 0.0 <= t.smoothing < limit, "train.smoothing", meaning
+    convention = registry.get(t.smoothing_type)
+    yield 0.0 <= t.smoothing < convention.upper, "train.smoothing", convention.range_text
     yield 0 <= t.seed < 2**32, "train.seed", f"must be in [0, 2^32), got {t.seed}"
     yield d.vocab_size >= 8, "data.vocab_size", "must be at least 8"
     yield 0 < d.character_coverage <= 1, "data.character_coverage", "must be in (0, 1]"
@@ -337,7 +339,7 @@ def _checks(cfg: Config):
 def validate(cfg: Config) -> Config:
     """Check ranges and combinations that types alone cannot; raise NMTError naming the key."""
     flat = flatten(cfg.to_dict(), "config")
-    for key, allowed in CHOICES.items():
+    for key, allowed in choices().items():
         if flat[key] not in allowed:
             raise NMTError(f"'{key}' must be one of {', '.join(allowed)}, got {flat[key]!r}")
     for key, value in _float_fields(cfg):

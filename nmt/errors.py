@@ -15,3 +15,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def does_not_fit(exc: Exception) -> NMTError:
+    """A checkpoint whose weights or optimizer state do not fit the model being resumed."""
+    return NMTError(
+        f"the checkpoint does not fit this model ({str(exc).splitlines()[0][:160]}); "
+        "resume with the run's own model settings or pass --overwrite"
+    )

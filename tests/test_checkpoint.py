@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.train.checkpoint import load_checkpoint, save_checkpoint
+
+from .conftest import ROOT, cipher_flags, run, write_cipher
 
 
 def test_round_trip_and_run_dir(tmp_path):
@@ -129,3 +134,44 @@ def test_numbered_checkpoints_rotate_and_on_save_runs(tmp_path):
         "checkpoint_step15.pt",
     ]
     assert len(saved) == 3 and folder.path("best") == tmp_path / "checkpoint_best.pt"
+
+
+LEGACY = ROOT / "tests" / "data" / "checkpoint_v1_toy_step5.pt"
+
+
+def test_a_checkpoint_written_before_the_refactor_still_resumes(tmp_path):
+    """tests/data/checkpoint_v1_toy_step5.pt was written by commit 8f3bba6, before the state
+    round-trip moved into UpdateStep.load_state_dict (python train.py --config configs/toy.yaml
+    on the cipher corpus, --vocab-size 60 --max-steps 5 --valid-every 5 --decode.final_beam 0).
+    Today's code resumes it to update 10 and ends where an uninterrupted 10-update run ends."""
+    data = write_cipher(tmp_path / "cipher")
+    flags = [*cipher_flags(data), "--max-steps", "10", "--valid-every", "5",
+             "--decode.final_beam", "0"]  # fmt: skip
+    straight = run("train.py", *flags, "--run-dir", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    legacy = torch.load(LEGACY, weights_only=True)
+    assert legacy["step"] == 5 and "criterion" not in legacy  # the old key set
+
+    # The same pieces and scores (the model files differ only in the training files' paths
+    # they record), so the same batches.
+    def pieces(tok):
+        return [(tok.sp.id_to_piece(i), tok.sp.get_score(i)) for i in range(len(tok))]
+
+    ours = Tokenizer.load(tmp_path / "straight" / "spm.model")
+    assert pieces(ours) == pieces(Tokenizer.from_tensor(legacy["spm_model"]))
+    (tmp_path / "resumed").mkdir()
+    for kind in ("last", "best"):  # the legacy run's best checkpoint was its last, at update 5
+        shutil.copy(LEGACY, tmp_path / "resumed" / f"checkpoint_{kind}.pt")
+    resumed = run("train.py", *flags, "--run-dir", str(tmp_path / "resumed"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr and "(update 5)" in resumed.stderr
+    a, b = (
+        load_checkpoint(tmp_path / name / "checkpoint_last.pt") for name in ("straight", "resumed")
+    )
+    assert a["step"] == b["step"] == 10
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, atol=1e-6, rtol=0)
+    moments = [(s["exp_avg"], t["exp_avg"]) for s, t in
+               zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values())]  # fmt: skip
+    for x, y in moments:
+        torch.testing.assert_close(y, x, atol=1e-6, rtol=0)

@@ -12,9 +12,10 @@ import pytest
 
 from nmt.errors import NMTError
 from nmt.study.metrics import Calibration, corpus_scores, optimal_logit_gap
-from nmt.study.report import load_run, write_report
+from nmt.study.report import write_report
+from nmt.study.runs import load_run
 
-from .conftest import synthetic_pairs
+from .conftest import module, synthetic_pairs
 
 REFS = [p["translation"]["xx"] for p in synthetic_pairs(120, 7)]
 
@@ -167,8 +168,6 @@ def test_load_run_refuses_results_without_calibration(runs):
 
 
 def report_cli(*args: str):
-    from .conftest import module
-
     return module("nmt.report", *map(str, args), "--bootstrap-samples", "10")
 
 
@@ -351,3 +350,33 @@ def test_runs_with_different_final_beams_are_refused(study, tmp_path):
         line
         == f"error: {study[3]} lacks test.beam5.hyp.txt, the beam search's output; rerun that run"
     )
+
+
+def test_baseline_names_the_row_every_other_is_tested_against(runs, tmp_path):
+    """--baseline 'eps 0.1': eps 0 is tested against eps 0.1 of the same seed (the p-values
+    are sacrebleu's with the roles swapped), and the table and prose say so."""
+    out = tmp_path / "report"
+    proc = module("nmt.report", *map(str, runs), "--out", str(out), "--bootstrap-samples",
+                  "300", "--baseline", "eps 0.1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["p_values"]) == {"ls0-seed1", "ls0-seed2"}
+    for seed in (1, 2):
+        base, system = runs[2 + seed - 1], runs[seed - 1]
+        expected = sacrebleu_paired_p(base, system, 300)
+        assert report["p_values"][f"ls0-seed{seed}"]["p_value"] == pytest.approx(expected)
+    md = (out / "report.md").read_text()
+    assert "| p vs eps 0.1 | p beam vs eps 0.1 |" in md
+    assert "of BLEU against eps 0.1 with the same seed" in md
+    assert "the best test BLEU is eps 0.1's" in md and "no smoothing value beats eps 0.1" in md
+
+
+def test_a_baseline_no_run_has_is_one_line(runs, tmp_path):
+    proc = module("nmt.report", *map(str, runs), "--out", str(tmp_path / "r"), "--baseline",
+                  "eps 0.3")  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        "error: --baseline 'eps 0.3' names no run; the runs' labels are eps 0 (no smoothing), "
+        "eps 0.1\n"
+    )
+    assert not (tmp_path / "r").exists()

@@ -12,6 +12,8 @@ Rebuilding it from the repository alone must give the committed report.json byte
 
 from __future__ import annotations
 
+import json
+import math
 import shlex
 from pathlib import Path
 
@@ -47,3 +49,52 @@ def test_report_regenerates_from_committed_runs(study: Path, tmp_path):
             f"{study.name}/{name} differs from the report rebuilt from its runs; rerun "
             f"python -m nmt.report {study.relative_to(ROOT)}/runs/* --out {study.relative_to(ROOT)}"
         )
+
+
+def test_results_round_trip_through_the_one_schema(tmp_path):
+    """make() -> write() -> read(): the objective, its label and the format version."""
+    from nmt import results
+    from nmt.objective.smoothing import Smoothing
+
+    made = results.make(Smoothing("fairseq", 0.1), 10, seed=3, step=5, last_step=6,
+                        valid=_metrics(), test=None)  # fmt: skip
+    results.write(tmp_path, made)
+    back = results.read(tmp_path / "results.json")
+    assert back == made and (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
+    assert back["format_version"] == 2 and back["label"] == "eps 0.1 (fairseq)"
+    assert back["objective"] == {"convention": "fairseq", "eps": 0.1}
+    assert back["optimal_logit_gap"] == pytest.approx(math.log(0.9 * 9 / 0.1))
+    assert list(tmp_path.iterdir()) == [tmp_path / "results.json"]  # no temp file left
+
+
+@pytest.mark.parametrize(
+    "old, label",
+    [({"smoothing": 0.1}, "eps 0.1"), ({"smoothing": 0.1, "smoothing_type": "fairseq"},
+      "eps 0.1 (fairseq)"), ({"smoothing": 0.0, "smoothing_type": "fairseq"},
+      "eps 0 (no smoothing)")],
+)  # fmt: skip
+def test_version_1_results_read_with_the_same_fields(tmp_path, old, label):
+    """Files written before the objective was recorded: the reader fills it in."""
+    from nmt import results
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**old, "seed": 1, "step": 5, "last_step": 5,
+                                "valid": _metrics()}))  # fmt: skip
+    run = results.read(path)
+    assert run["label"] == label and run["objective"]["eps"] == old["smoothing"]
+    assert run["smoothing_type"] == old.get("smoothing_type", "uniform")
+
+
+def test_every_committed_results_json_still_reads():
+    from nmt import results
+
+    paths = sorted(RESULTS.glob("*/runs/*/results.json"))
+    assert len(paths) >= 12
+    labels = {results.read(p)["label"] for p in paths}
+    assert {"eps 0 (no smoothing)", "eps 0.1", "eps 0.1 (fairseq)"} <= labels
+
+
+def _metrics() -> dict:
+    from nmt import results
+
+    return {key: 1.0 for key in results.SPLIT_KEYS}

@@ -95,7 +95,7 @@ def test_sweep_trains_each_eps_and_writes_the_report(sweep):
     assert test_rows["eps 0 (no smoothing)"]["optimum gap"] == "∞"
     # K = 60: log((1 - 0.3 + 0.3 / 60) / (0.3 / 60)) = log(141) = 4.95
     assert test_rows["eps 0.3"]["optimum gap"] == "4.95"
-    from nmt.study.report import p_cell
+    from nmt.study.stats import p_cell
 
     test = json.loads((sweep_dir / "report.json").read_text())["p_values"]["ls0.3-seed1"]
     assert 1 / 201 <= test["p_value"] <= 1.0

@@ -9,10 +9,11 @@ import torch
 from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from nmt.data.batching import Batch, pad
 from nmt.data.dataset import Split
+from nmt.data.tokenizer import PAD_ID
 from nmt.decode.search import decode_corpus
 from nmt.errors import NMTError
 from nmt.model.transformer import Transformer
-from nmt.objective.loss import TranslationLoss, split_target
+from nmt.objective.loss import TranslationLoss, build_criterion, split_target
 from nmt.train.distributed import SINGLE
 from nmt.train.logbook import Interval
 from nmt.train.precision import resolve_precision
@@ -47,11 +48,12 @@ def config(update_freq=1, beam=1, **train):
 
 
 def updater(update_freq=1, world=SINGLE, device=None, **train):
-    """An UpdateStep built from a model and a loss alone: no tokenizer, no run directory."""
+    """An UpdateStep built from a model and a criterion alone: no tokenizer, no run directory."""
     cfg = config(update_freq, **train)
     torch.manual_seed(0)
     device = torch.device("cpu") if device is None else device
-    return UpdateStep.build(cfg.train, Transformer(cfg.model, V), V, device, world)
+    criterion = build_criterion(cfg.train, V, PAD_ID)
+    return UpdateStep.build(cfg.train, Transformer(cfg.model, V), criterion, device, world)
 
 
 def trainer(tmp_path, name, beam=1, **train):
@@ -269,7 +271,8 @@ def test_nan_batch_skips_the_update_and_is_counted(tmp_path):
     assert t.progress.skipped_total == 1
     assert not same(before, optimizer_snapshot(u))
     iv = Interval()
-    iv.add(StepStats(float("nan"), 1.0, 1.0, 7, 1.0, skipped=True))
+    nan = {"loss": float("nan"), "nll_loss": 1.0, "num_correct": 1.0}
+    iv.add(StepStats(nan, 7, 1.0, skipped=True))
     assert iv.skipped == 1 and iv.loss == 0.0 and iv.tokens == 0 and iv.updates == 1
     iv.add(stats)
     assert (iv.updates, iv.skipped, iv.tokens, iv.loss) == (2, 1, 7, stats.loss)

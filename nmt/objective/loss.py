@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from nmt.errors import NMTError
+from nmt.objective import smoothing as registry
+from nmt.objective.criterion import Criterion
 
 
 def split_target(target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -14,64 +17,40 @@ def split_target(target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return target_ids[:, :-1], target_ids[:, 1:]
 
 
-SMOOTHING_TYPES = ("uniform", "fairseq", "confidence-penalty")
-# The strengths each convention accepts, 0 <= eps < limit, and how the config says so:
-# uniform and fairseq need eps in [0, 1); for confidence-penalty eps is the entropy weight
-# beta, any finite value >= 0.
-SMOOTHING_LIMITS = {
-    "uniform": (1.0, "must be in [0, 1)"),
-    "fairseq": (1.0, "must be in [0, 1)"),
-    "confidence-penalty": (float("inf"), "must be >= 0 (the confidence penalty's beta)"),
-}
-
-
-def check_smoothing(eps: float, kind: str = "uniform") -> float:
-    """Return eps if it is a valid strength for this smoothing type, else raise NMTError."""
-    if kind not in SMOOTHING_TYPES:
-        raise NMTError(
-            f"unknown smoothing type {kind!r}; choose one of {', '.join(SMOOTHING_TYPES)}"
-        )
-    if not 0.0 <= eps < SMOOTHING_LIMITS[kind][0]:
-        if kind == "confidence-penalty":
-            raise NMTError(f"the confidence penalty beta (--smoothing) must be >= 0, got {eps}")
-        raise NMTError(f"label smoothing must be in [0, 1), got {eps}; e.g. --smoothing 0.1")
-    return float(eps)
+def check_smoothing(eps: float, kind: str = registry.DEFAULT) -> float:
+    """Return eps if it is a valid strength for this convention, else raise NMTError."""
+    return registry.get(kind).check(eps)
 
 
 def label_smoothed_nll(
-    logits: torch.Tensor, labels: torch.Tensor, eps: float, pad_id: int, kind: str = "uniform"
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    pad_id: int,
+    kind: str = registry.DEFAULT,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token smoothed loss, NLL and pad mask for logits (N, V) and labels (N,).
 
-    kind picks the training loss; none of them builds an (N, K) target tensor:
-      uniform             target (1 - eps) * one_hot + eps / K over all K entries:
-                          (1 - eps) * nll + eps * mean_k(-log p_k)  (= F.cross_entropy's)
-      fairseq             gold gets 1 - eps, every other entry eps / (K - 1):
-                          (1 - eps) * nll + eps / (K - 1) * (sum_k(-log p_k) - nll)
-      confidence-penalty  nll - eps * H(p), H the entropy of the prediction (Pereyra et al.,
-                          2017); eps plays their beta
-    Pad rows are 0.
+    kind names a convention of the registry (nmt.objective.smoothing). A convention linear in
+    the log-probabilities gives the fused kernel its target q = gold * one_hot + prior, and no
+    (N, V) target tensor is built; any other gives its per-token loss from the float32
+    log-probabilities under plain autograd. eps 0 is the plain NLL in every convention. Pad
+    rows are 0.
     """
+    convention = registry.get(kind)
     mask = labels != pad_id  # (N,)
     safe = labels.masked_fill(~mask, 0)
-    if kind in ("uniform", "fairseq") or eps == 0.0:
+    coef = convention.kernel(eps, logits.size(-1))
+    if coef is not None:
         # Linear in the log-probabilities: one fused function, one (N, V) tensor each way.
-        vocab = logits.size(-1)
-        if kind == "uniform":
-            gold, rest = 1.0 - eps, eps / vocab
-        elif kind == "fairseq" and eps:
-            gold, rest = 1.0 - eps - eps / (vocab - 1), eps / (vocab - 1)
-        else:  # eps == 0: every convention is the plain NLL
-            gold, rest = 1.0, 0.0
-        loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, rest)
+        gold, prior = coef
+        if isinstance(prior, torch.Tensor):
+            prior = prior.to(device=logits.device, dtype=torch.float32)
+        loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, prior)
         return loss, nll, mask
-    if kind != "confidence-penalty":
-        raise NMTError(f"unknown smoothing type {kind!r}")
-    # The confidence penalty is not linear in the log-probabilities: plain autograd.
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
-    entropy = -(lprobs.exp() * lprobs).sum(dim=-1)  # (N,)
-    loss = nll - eps * entropy
+    loss = convention.per_token(lprobs, nll, eps)
     zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
     return torch.where(mask, loss, zero), torch.where(mask, nll, zero), mask
 
@@ -87,33 +66,36 @@ def _row_chunks(n: int, vocab: int):
 
 
 class _SmoothedNLL(torch.autograd.Function):
-    """Per-token loss against q = gold * one_hot + rest (all K entries), and the NLL.
+    """Per-token loss against q = gold * one_hot + prior, and the NLL.
 
-    loss = logsumexp(z) - gold * z_y - rest * sum_k z_k, nll = logsumexp(z) - z_y, computed in
-    float32 whatever the logits' dtype, over chunks of rows. Nothing of size (N, V) is kept for
-    backward but the logits themselves, and nothing of that size is allocated but the gradient
+    prior is a number (the same mass on all K entries) or a (K,) float32 tensor; q sums to 1.
+    loss = logsumexp(z) - gold * z_y - prior . z, nll = logsumexp(z) - z_y, computed in float32
+    whatever the logits' dtype, over chunks of rows. Nothing of size (N, V) is kept for backward
+    but the logits themselves, and nothing of that size is allocated but the gradient
     softmax(z) * (g + h) - q * g - one_hot * h, in the logits' dtype.
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, mask, gold: float, rest: float):
+    def forward(ctx, logits, labels, mask, gold: float, prior):
         n, vocab = logits.shape
+        vector = isinstance(prior, torch.Tensor)
+        spread = vector or bool(prior)  # any mass off the gold entry
         lse = torch.empty(n, dtype=torch.float32, device=logits.device)
-        z_sum = torch.empty_like(lse) if rest else None
+        z_prior = torch.empty_like(lse) if spread else None  # prior . z per row
         for s, e in _row_chunks(n, vocab):
             z = logits[s:e].float()  # (rows, V): a view when the logits are float32
             peak = z.amax(dim=-1, keepdim=True)
             lse[s:e] = (z - peak).exp_().sum(dim=-1).log_() + peak.squeeze(-1)
-            if rest:
-                z_sum[s:e] = z.sum(dim=-1)
+            if spread:
+                z_prior[s:e] = z @ prior if vector else z.sum(dim=-1)
         z_gold = logits.gather(-1, labels[:, None]).squeeze(-1).float()
         nll = lse - z_gold
-        loss = nll if (gold, rest) == (1.0, 0.0) else lse - gold * z_gold
-        if rest:
-            loss = loss - rest * z_sum
+        loss = nll if not spread and gold == 1.0 else lse - gold * z_gold
+        if spread:
+            loss = loss - (z_prior if vector else prior * z_prior)
         zero = torch.zeros((), dtype=lse.dtype, device=lse.device)
         ctx.save_for_backward(logits, labels, mask, lse)
-        ctx.gold, ctx.rest = gold, rest
+        ctx.gold, ctx.prior, ctx.vector, ctx.spread = gold, prior, vector, spread
         return torch.where(mask, loss, zero), torch.where(mask, nll, zero)
 
     @staticmethod
@@ -127,25 +109,32 @@ class _SmoothedNLL(torch.autograd.Function):
             work = grad[s:e] if in_place else torch.empty_like(grad[s:e], dtype=torch.float32)
             torch.sub(logits[s:e], lse[s:e, None], out=work)  # then: softmax * (g + h)
             work.exp_().mul_((g + h)[s:e, None])
-            if ctx.rest:
-                work.sub_((ctx.rest * g[s:e])[:, None])
+            if ctx.vector:
+                work.sub_(g[s:e, None] * ctx.prior[None, :])
+            elif ctx.spread:
+                work.sub_((ctx.prior * g[s:e])[:, None])
             work.scatter_add_(-1, labels[s:e, None], -(ctx.gold * g + h)[s:e, None])
             if not in_place:
                 grad[s:e] = work
         return grad, None, None, None, None
 
 
-class TranslationLoss(nn.Module):
+class TranslationLoss(Criterion):
     """Label-smoothed cross-entropy over shifted targets, with NLL, accuracy and token count.
 
-    smoothing_type names the convention (see label_smoothed_nll); the default "uniform" is
-    F.cross_entropy(label_smoothing=smoothing).
+    smoothing_type names a convention of the registry (nmt.objective.smoothing); the default
+    is F.cross_entropy(label_smoothing=smoothing).
 
     forward(logits (B, T-1, V), target_ids (B, T)) -> dict with `loss` (smoothed), `nll_loss`,
     `accuracy`, `num_tokens` (non-pad labels) and `num_correct`. With reduction="mean" loss and
     nll_loss are means over non-pad tokens; with "sum" they are sums (the trainer divides by the
     token count of the whole update).
+
+    As a criterion it logs the sums of loss, nll_loss and num_correct over an update, shown as
+    loss, nll_loss, ppl and accuracy per target token.
     """
+
+    logged = ("loss", "nll_loss", "num_correct")
 
     def __init__(
         self,
@@ -153,7 +142,7 @@ class TranslationLoss(nn.Module):
         pad_id: int = 0,
         smoothing: float = 0.1,
         reduction: str = "mean",
-        smoothing_type: str = "uniform",
+        smoothing_type: str = registry.DEFAULT,
     ):
         super().__init__()
         if reduction not in ("mean", "sum"):
@@ -188,3 +177,19 @@ class TranslationLoss(nn.Module):
             "num_tokens": num_tokens,
             "num_correct": num_correct,
         }
+
+    def reduce(self, sums: dict[str, float], tokens: int) -> dict[str, float]:
+        """Per-token means of an interval's sums, perplexity beside the NLL, num_correct shown
+        as accuracy; keys a subclass adds are means per token too."""
+        out = {}
+        for key, value in sums.items():
+            name = "accuracy" if key == "num_correct" else key
+            out[name] = value / tokens
+            if key == "nll_loss":
+                out["ppl"] = math.exp(min(value / tokens, 50.0))
+        return out
+
+
+def build_criterion(train, vocab_size: int, pad_id: int) -> TranslationLoss:
+    """The default criterion of a TrainConfig: the label-smoothed NLL, summed over tokens."""
+    return TranslationLoss(vocab_size, pad_id, train.smoothing, "sum", train.smoothing_type)

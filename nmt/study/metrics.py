@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from sacrebleu.metrics import BLEU, CHRF
 
+from nmt.objective import smoothing as registry
+
 
 def _corpus(hyps: Sequence[str], refs: Sequence[str], lowercase: bool, tokenize: str | None):
     """(metric, score) for BLEU and chrF; lowercase/tokenize change BLEU only, as in the CLI."""
@@ -51,23 +53,14 @@ def score_lines(
 ECE_BINS = 15
 
 
-def optimal_logit_gap(eps: float, vocab: int, kind: str = "uniform") -> float | None:
+def optimal_logit_gap(eps: float, vocab: int, kind: str = registry.DEFAULT) -> float | None:
     """Gold-minus-other logit gap at the minimum of the smoothed loss (inf for eps = 0).
 
-    The smoothed loss is minimised by p = q, the smoothed target, whose non-gold entries are all
-    equal, so the gap is log(q_gold / q_other): log((1 - eps + eps/K) / (eps/K)) for uniform
-    smoothing, log((1 - eps) / (eps/(K - 1))) for fairseq's. The confidence penalty has no
-    closed form (None).
+    The smoothed loss is minimised by p = q, the smoothed target; where its non-gold entries
+    are all equal the gap is log(q_gold / q_other). The convention (nmt.objective.smoothing)
+    says; None where there is no closed form.
     """
-    if kind == "confidence-penalty":
-        return None
-    if eps == 0.0:
-        return math.inf
-    if kind == "uniform":
-        return math.log((1.0 - eps + eps / vocab) / (eps / vocab))
-    if kind == "fairseq":
-        return math.log((1.0 - eps) / (eps / (vocab - 1)))
-    raise ValueError(f"unknown smoothing type {kind!r}")
+    return registry.get(kind).optimum_gap(eps, vocab)
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nmt.objective.smoothing import DEFAULT
+
 PLOTS = {
     "bleu_vs_eps.png": "Test BLEU against eps, greedy (solid, dots) and beam search (dashed, "
     "crosses) where the runs have it: one mark per seed, the line joins the means (error "
@@ -22,7 +24,7 @@ PLOTS = {
 def _series(rows: list[dict]) -> dict[str, list[dict]]:
     """Rows by smoothing type; eps 0 starts every series (it is the same loss for all types)."""
     zero = [r for r in rows if r["smoothing"] == 0]
-    kinds = sorted({r["smoothing_type"] for r in rows if r["smoothing"] != 0}) or ["uniform"]
+    kinds = sorted({r["smoothing_type"] for r in rows if r["smoothing"] != 0}) or [DEFAULT]
     return {
         k: zero + [r for r in rows if r["smoothing"] != 0 and r["smoothing_type"] == k]
         for k in kinds
@@ -87,7 +89,7 @@ def plot_all(runs: list[dict], rows: list[dict], out_dir: Path) -> list[str]:
                 label=f"{kind}, beam",
             )
         for r in runs:
-            if r.get("smoothing_type", "uniform") == kind or r["smoothing"] == 0:
+            if r["smoothing_type"] == kind or r["smoothing"] == 0:
                 ax.plot(r["smoothing"], r[split]["bleu"], "k.", alpha=0.4)
                 if r[split].get("bleu_beam") is not None:
                     ax.plot(r["smoothing"], r[split]["bleu_beam"], "k+", alpha=0.4)

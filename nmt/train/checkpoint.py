@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -17,6 +17,9 @@ from nmt.files import atomic_write
 FORMAT_VERSION = 1
 # What translating needs; a checkpoint to resume from holds every field of TrainState.
 INFERENCE_KEYS = ("model", "config", "spm_model", "vocab_size")
+# The metadata of a field added after format 1 was first written: a checkpoint that lacks it
+# resumes with the field's default. Every new field of Progress or TrainState carries it.
+ADDED = {"added": True}
 
 
 @dataclass
@@ -34,7 +37,8 @@ class Progress:
     skipped_in_a_row: int = 0
     history: list[dict] = field(default_factory=list)  # validation scalars, every validation
     last_valid: dict = field(default_factory=dict)  # the latest validation's metrics
-    elapsed_s: float = 0.0  # wall-clock seconds of training so far, earlier processes included
+    # wall-clock seconds of training so far, earlier processes included
+    elapsed_s: float = field(default=0.0, metadata=ADDED)
 
 
 @dataclass
@@ -51,11 +55,27 @@ class TrainState:
     scheduler: dict
     scaler: dict
     rng: dict  # rank 0's generator states: where a resume with another rank count starts
-    rng_ranks: list | None  # every rank's (dropout differs per rank)
     config: dict
     vocab_size: int
     spm_model: torch.Tensor
-    ema: dict | None = None  # the averaged weights (--train.ema_decay), what validation used
+    # every rank's generator states (dropout differs per rank)
+    rng_ranks: list | None = field(default=None, metadata=ADDED)
+    # the averaged weights (--train.ema_decay), what validation used
+    ema: dict | None = field(default=None, metadata=ADDED)
+    criterion: dict | None = field(default=None, metadata=ADDED)  # a criterion's own state
+
+    # UpdateStep.state_dict()'s keys: what TrainState captures from and restores to the step.
+    UPDATE_KEYS: ClassVar[tuple[str, ...]] = (
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "ema",
+        "criterion",
+    )
+
+    def update_state(self) -> dict[str, Any]:
+        """What UpdateStep.load_state_dict() restores (the mirror of its state_dict())."""
+        return {key: getattr(self, key) for key in self.UPDATE_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
         p = dataclasses.asdict(self.progress)
@@ -76,32 +96,30 @@ class TrainState:
             "vocab_size": self.vocab_size,
             "spm_model": self.spm_model,
         }
-        if self.ema is not None:
-            out["ema"] = self.ema
+        for key in ("ema", "criterion"):  # written when the run has them
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], path: str | Path = "the checkpoint") -> TrainState:
-        """The TrainState of a checkpoint dict; one that cannot be resumed exactly is refused."""
-        names = [f.name for f in dataclasses.fields(Progress) if f.name != "last_valid"]
-        needed = [*names, "valid", *(f.name for f in dataclasses.fields(cls))]
-        missing = [k for k in needed if k not in state and k not in _OPTIONAL]
+        """The TrainState of a checkpoint dict; one that cannot be resumed exactly is refused.
+
+        A field added since format 1 (metadata ADDED) that the file lacks takes its default.
+        """
+        own = [f for f in dataclasses.fields(cls) if f.name != "progress"]
+        counters = [f for f in dataclasses.fields(Progress) if f.name != "last_valid"]
+        missing = [f.name for f in (*counters, *own) if f.name not in state and not f.metadata]
+        missing += [] if "valid" in state else ["valid"]
         if missing:
             raise NMTError(
                 f"{path} lacks {', '.join(missing)} and cannot be resumed exactly; "
                 "pass --overwrite to start the run again"
             )
-        saved = {k: state[k] for k in names if k in state}
+        saved = {f.name: state[f.name] for f in counters if f.name in state}
         progress = Progress(**saved, last_valid=dict(state["valid"]))
         progress.history = list(progress.history)
-        return cls(
-            progress,
-            **{f.name: state.get(f.name) for f in dataclasses.fields(cls) if f.name != "progress"},
-        )
-
-
-# Keys a resumable checkpoint may lack: what older versions did not write, or what is off.
-_OPTIONAL = ("progress", "rng_ranks", "elapsed_s", "ema")
+        return cls(progress, **{f.name: state[f.name] for f in own if f.name in state})
 
 
 def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

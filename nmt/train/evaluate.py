@@ -11,7 +11,7 @@ from nmt.config import DecodeConfig
 from nmt.data.batching import Pairs, collate, make_batches
 from nmt.data.dataset import Split, one_line
 from nmt.decode.search import decode_corpus
-from nmt.objective.loss import TranslationLoss
+from nmt.objective.criterion import Criterion
 from nmt.study.metrics import Calibration, corpus_scores
 from nmt.train.precision import autocast
 
@@ -41,7 +41,7 @@ def perplexity(nll: float) -> float:
 def evaluate_loss(
     model,
     split: Pairs,
-    loss_fn: TranslationLoss,
+    loss_fn: Criterion,
     device: torch.device,
     max_tokens: int,
     amp_dtype: torch.dtype | None = None,
@@ -87,7 +87,7 @@ def evaluate_loss(
 def evaluate_split(
     model,
     split: Split,
-    loss_fn: TranslationLoss,
+    loss_fn: Criterion,
     tokenizer,
     decode: DecodeConfig,
     *,

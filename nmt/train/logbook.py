@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nmt.train.step import StepStats
+
+Reduce = Callable[[dict[str, float], int], dict[str, float]]  # Criterion.reduce
 
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
@@ -90,11 +92,9 @@ def compiled_graphs() -> int:
 
 @dataclass
 class Interval:
-    """Training sums since the last log line."""
+    """Training sums since the last log line: the criterion's logged sums, tokens, updates."""
 
-    loss: float = 0.0
-    nll: float = 0.0
-    correct: float = 0.0
+    sums: dict[str, float] = field(default_factory=dict)
     tokens: int = 0
     updates: int = 0
     grad_norm: float = 0.0
@@ -107,14 +107,18 @@ class Interval:
         if stats.skipped:  # its loss is not a number: count it, keep it out of the means
             self.skipped += 1
             return
-        self.loss += stats.loss
-        self.nll += stats.nll
-        self.correct += stats.correct
+        for key, value in stats.sums.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
         self.tokens += stats.tokens
         self.grad_norm += stats.grad_norm
 
     def elapsed(self) -> float:
         return max(time.perf_counter() - self.start, 1e-9)
+
+    @property
+    def loss(self) -> float:
+        """The training loss summed over the interval's tokens (0 before any update counted)."""
+        return self.sums.get("loss", 0.0)
 
 
 class NullWriter:
@@ -147,18 +151,17 @@ class Logbook:
             )
         return self._writer
 
-    def train(self, step: int, epoch: int, iv: Interval, **extra: float) -> dict[str, float]:
-        """Log the interval's means at update step; extra: lr, skipped_updates, and optional
+    def train(
+        self, step: int, epoch: int, iv: Interval, reduce: Reduce, **extra: float
+    ) -> dict[str, float]:
+        """Log the interval's means at update step: reduce (the criterion's) turns its sums
+        into scalars, whatever keys it has; extra: lr, skipped_updates, and optional
         loss_scale / compiled_graphs, in the order the line shows them."""
-        tokens = max(iv.tokens, 1)
         counted = max(iv.updates - iv.skipped, 1)
         elapsed = iv.elapsed()
         lr, skipped = extra.pop("lr"), extra.pop("skipped_updates")
         scalars = {
-            "loss": iv.loss / tokens,
-            "nll_loss": iv.nll / tokens,
-            "ppl": math.exp(min(iv.nll / tokens, 50.0)),
-            "accuracy": iv.correct / tokens,
+            **reduce(iv.sums, max(iv.tokens, 1)),
             "num_tokens": iv.tokens / counted,
             "tokens_per_sec": iv.tokens / elapsed,
             "lr": lr,

@@ -12,6 +12,7 @@ import yaml
 from nmt.config import Config, flatten, format_eps
 from nmt.errors import NMTError
 from nmt.files import FolderLock, lock_folder, write_atomic
+from nmt.objective import smoothing as registry
 from nmt.train.logbook import attach_log_file
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,14 @@ REPLACED = ".overwritten"
 
 
 def default_run_dir(cfg: Config) -> Path:
-    """runs/<dataset>-<src>-<tgt>-ls<eps>, e.g. runs/multi30k-en-de-ls0.1."""
+    """runs/<dataset>-<src>-<tgt>-ls<eps>[-<convention>], e.g. runs/multi30k-en-de-ls0.1, or
+    runs/multi30k-en-de-ls0.1-fairseq (the registry's run-name suffix): one name per objective."""
     d = cfg.data
     source = d.train_file or d.dataset or "multi30k"
     name = Path(source).stem if d.train_file else Path(source.rstrip("/")).name
-    return Path("runs") / f"{name}-{d.src}-{d.tgt}-ls{format_eps(cfg.train.smoothing)}"
+    t = cfg.train
+    suffix = registry.get(t.smoothing_type).run_suffix()
+    return Path("runs") / f"{name}-{d.src}-{d.tgt}-ls{format_eps(t.smoothing)}{suffix}"
 
 
 def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
@@ -56,6 +60,7 @@ def remove_stale_temp_files(run_dir: Path) -> int:
     """Delete what an interrupted atomic write left behind (.checkpoint_*.tmp, *.json.tmp)."""
     stale = [*run_dir.glob(".checkpoint_*.tmp"), *run_dir.glob("*.json.tmp")]
     stale += [*run_dir.glob(".config.yaml.*.tmp"), *run_dir.glob(".spm.model.*.tmp")]
+    stale += [*run_dir.glob(".results.json.*.tmp")]
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)

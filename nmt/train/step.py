@@ -1,13 +1,15 @@
 """One optimizer update: accumulation, token normalisation, clipping and the skip policy.
 
-UpdateStep is built from a model and a loss (UpdateStep.build adds the optimizer, schedule,
-loss scaler and DDP/compile wrapping a TrainConfig asks for); it knows nothing of tokenizers,
-data files or run directories, so a benchmark or a test drives it with tensors alone.
+UpdateStep is built from a model and a criterion (UpdateStep.build adds the optimizer,
+schedule, loss scaler and DDP/compile wrapping a TrainConfig asks for); it knows nothing of
+tokenizers, data files, run directories or which loss it runs, so a benchmark or a test drives
+it with tensors alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from dataclasses import dataclass
 
@@ -15,25 +17,30 @@ import torch
 
 from nmt.config import TrainConfig
 from nmt.data.batching import Batch
-from nmt.data.tokenizer import PAD_ID
-from nmt.objective.loss import TranslationLoss
+from nmt.errors import does_not_fit
+from nmt.objective.criterion import Criterion
 from nmt.train import distributed
 from nmt.train.distributed import SINGLE, World
 from nmt.train.ema import EMA
 from nmt.train.optim import Horizon, build_optimizer, build_scheduler
 from nmt.train.precision import AMP_DTYPES, autocast, resolve_precision
 
+log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
+
 
 @dataclass
 class StepStats:
     """Sums over one update's target tokens on all ranks (fairseq's sample_size is `tokens`)."""
 
-    loss: float  # smoothed loss, summed over tokens
-    nll: float
-    correct: float
+    sums: dict[str, float]  # the criterion's logged keys (loss first), summed over tokens
     tokens: int  # non-pad target tokens: the update's gradient is the loss sum over this
     grad_norm: float = math.nan  # before clipping
     skipped: bool = False  # non-finite loss or gradient norm: the weights were not updated
+
+    @property
+    def loss(self) -> float:
+        """The training loss summed over the update's tokens."""
+        return self.sums["loss"]
 
 
 class UpdateStep:
@@ -47,7 +54,7 @@ class UpdateStep:
     def __init__(
         self,
         model: torch.nn.Module,
-        loss: TranslationLoss,
+        criterion: Criterion,
         optimizer: torch.optim.Optimizer,
         scheduler,
         scaler: torch.amp.GradScaler,
@@ -61,7 +68,8 @@ class UpdateStep:
         ema: EMA | None = None,
         horizon: Horizon | None = None,
     ):
-        self.model, self.loss, self.optimizer, self.scheduler = model, loss, optimizer, scheduler
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.criterion = criterion.to(device)  # its own modules (a teacher) never train
         self.scaler, self.device, self.world = scaler, device, world
         self.precision, self.amp_dtype = precision, AMP_DTYPES[precision]
         self.clip_norm = clip_norm if clip_norm > 0 else math.inf
@@ -75,14 +83,14 @@ class UpdateStep:
         cls,
         t: TrainConfig,
         model: torch.nn.Module,
-        vocab_size: int,
+        criterion: Criterion,
         device: torch.device,
         world: World = SINGLE,
     ) -> UpdateStep:
         """Move model to device and wrap it (DDP across ranks, torch.compile) as t asks.
 
-        device is this rank's device (distributed.init's answer under torchrun). The loss is
-        summed over tokens; step() divides by the update's token count once.
+        device is this rank's device (distributed.init's answer under torchrun). The criterion's
+        loss is summed over tokens; step() divides by the update's token count once.
         """
         precision = resolve_precision(t.precision, device)
         if device.type == "cuda":
@@ -99,12 +107,11 @@ class UpdateStep:
         # train/compiled_graphs); after the second shape dynamo marks lengths dynamic.
         if t.compile:
             net = torch.compile(net)
-        loss = TranslationLoss(vocab_size, PAD_ID, t.smoothing, "sum", t.smoothing_type)
         optimizer = build_optimizer(model, t, fused=device.type == "cuda")
         horizon = Horizon(t.max_steps)
         return cls(
             model,
-            loss,
+            criterion,
             optimizer,
             build_scheduler(optimizer, t, horizon),
             torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
@@ -134,7 +141,8 @@ class UpdateStep:
         num_tokens = int(distributed.all_sum([mine], self.world, self.device)[0])
         # DDP averages gradients over ranks; the factor world.size turns that into their sum.
         scale = weight * self.world.size / max(num_tokens, 1)
-        sums = torch.zeros(3, dtype=torch.float64)  # loss, nll, correct
+        keys = self.criterion.logged
+        sums = torch.zeros(len(keys), dtype=torch.float64)
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
             last = i == len(batches) - 1  # DDP all-reduces the gradient on the last backward
@@ -142,14 +150,11 @@ class UpdateStep:
             with self.net.no_sync() if defer else contextlib.nullcontext():
                 with autocast(self.device, self.amp_dtype):
                     logits = self.net(batch.src, batch.tgt_in)  # (B, T-1, V)
-                out = self.loss(logits, batch.tgt)
+                out = self.criterion(logits, batch.tgt)
                 self.scaler.scale(out["loss"] * scale).backward()
-            sums += weight * torch.tensor(
-                [out["loss"].item(), out["nll_loss"].item(), out["num_correct"].item()],
-                dtype=torch.float64,
-            )
-        loss, nll, correct = distributed.all_sum(sums.tolist(), self.world, self.device)
-        return StepStats(loss, nll, correct, num_tokens)
+            sums += weight * torch.tensor(self.criterion.sums(out), dtype=torch.float64)
+        totals = distributed.all_sum(sums.tolist(), self.world, self.device)
+        return StepStats(dict(zip(keys, totals)), num_tokens)
 
     def step(self, batches: list[Batch], weight: float = 1.0) -> StepStats:
         """One optimizer update: accumulate, unscale, clip, step, schedule.
@@ -173,10 +178,27 @@ class UpdateStep:
         return stats
 
     def state_dict(self) -> dict:
-        """The optimizer, schedule, loss-scaler and EMA states (the weights are the model's)."""
+        """The optimizer, schedule, loss-scaler, EMA and criterion states (the weights are the
+        model's); load_state_dict() takes the same dict back."""
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
+            "criterion": self.criterion.resume_state(),
         }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict() returned. An optimizer state that does not fit the model
+        raises NMTError; a missing EMA (a run that kept none) starts from the weights now."""
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise does_not_fit(exc) from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None:
+            log.warning("the checkpoint keeps no weight average: it starts from the weights now")
+        self.criterion.load_resume_state(state.get("criterion"))

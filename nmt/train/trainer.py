@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import signal
 import time
@@ -19,12 +18,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from nmt import results as results_file
 from nmt.config import Config
 from nmt.data.batching import collate, make_batches
 from nmt.data.dataset import Split
-from nmt.data.tokenizer import Tokenizer
-from nmt.errors import NMTError
-from nmt.study.metrics import optimal_logit_gap
+from nmt.data.tokenizer import PAD_ID, Tokenizer
+from nmt.errors import NMTError, does_not_fit
+from nmt.objective.criterion import Criterion
+from nmt.objective.loss import build_criterion
+from nmt.objective.smoothing import Smoothing
 from nmt.train import distributed
 from nmt.train.checkpoint import (
     CheckpointDir,
@@ -65,6 +67,7 @@ class Trainer:
         world: World = SINGLE,
         device: torch.device | None = None,
         started: float | None = None,
+        criterion: Criterion | None = None,
     ):
         """state: a checkpoint to resume from (everything the next update depends on).
 
@@ -72,14 +75,17 @@ class Trainer:
         distributed.init; default: cfg.train.device resolved). Each rank trains on its share
         of every update's batches through DistributedDataParallel; rank 0 alone validates,
         logs and writes checkpoints. started: time.monotonic() when the process started, from
-        which --max-minutes counts (default: now).
+        which --max-minutes counts (default: now). criterion: what turns logits into the loss
+        (default: the label-smoothed NLL cfg.train names).
         """
         self.world = world
         self.started = time.monotonic() if started is None else started
         self.command = command  # the command line that started the run, for the report
         self.cfg, self.tok, self.splits, self.run_dir = cfg, tokenizer, splits, Path(run_dir)
         device = resolve_device(cfg.train.device) if device is None else device
-        self.update = UpdateStep.build(cfg.train, model, len(tokenizer), device, world)
+        if criterion is None:
+            criterion = build_criterion(cfg.train, len(tokenizer), PAD_ID)
+        self.update = UpdateStep.build(cfg.train, model, criterion, device, world)
         self.model, self.device = self.update.model, device
         self.progress = Progress()
         if state is not None:
@@ -240,7 +246,8 @@ class Trainer:
             extra["loss_scale"] = self.update.scaler.get_scale()
         if self.cfg.train.compile:
             extra["compiled_graphs"] = compiled_graphs()
-        self.logbook.train(self.progress.step, self.progress.epoch + 1, self.interval, **extra)
+        p, reduce = self.progress, self.update.criterion.reduce
+        self.logbook.train(p.step, p.epoch + 1, self.interval, reduce, **extra)
         self.interval = Interval()
 
     # ---- validation, checkpoints, final scoring ---------------------------------------------
@@ -254,7 +261,7 @@ class Trainer:
         return evaluate_split(
             self.model,
             split,
-            self.update.loss,
+            self.update.criterion,
             self.tok,
             self.cfg.decode,
             device=self.device,
@@ -343,21 +350,11 @@ class Trainer:
 
     def load_state(self, state: TrainState) -> None:
         """Continue from a checkpoint: the next update is the same as without the stop."""
-        u = self.update
         try:
             self.model.load_state_dict(state.model)
-            u.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise NMTError(
-                f"the checkpoint does not fit this model ({str(exc).splitlines()[0][:160]}); "
-                "resume with the run's own model settings or pass --overwrite"
-            ) from None
-        u.scheduler.load_state_dict(state.scheduler)
-        u.scaler.load_state_dict(state.scaler)
-        if u.ema is not None and state.ema is not None:
-            u.ema.load_state_dict(state.ema)
-        elif u.ema is not None:
-            log.warning("the checkpoint keeps no weight average: it starts from the weights now")
+            raise does_not_fit(exc) from None
+        self.update.load_state_dict(state.update_state())
         self.progress = p = state.progress
         ranks = state.rng_ranks or []
         if len(ranks) == self.world.size:
@@ -384,21 +381,19 @@ class Trainer:
         t, p = self.cfg.train, self.progress
         best = load_checkpoint(self.checkpoints.path("best"), self.device)
         self.model.load_state_dict(inference_weights(best))  # the EMA average when kept
-        results: dict = {
-            "smoothing": t.smoothing,
-            "smoothing_type": t.smoothing_type,
-            "seed": t.seed,
-            "vocab_size": len(self.tok),
-            "optimal_logit_gap": optimal_logit_gap(t.smoothing, len(self.tok), t.smoothing_type),
-            "step": best["step"],
-            "last_step": p.step,
-            "train_minutes": self.elapsed() / 60,
-            "command": self.command,
-            "valid": p.best_valid,
-            "test": None,
-            "history": p.history,
-            "data_files": {name: split.files for name, split in self.splits.items()},
-        }
+        results = results_file.make(
+            Smoothing.of(t),
+            len(self.tok),
+            seed=t.seed,
+            step=best["step"],
+            last_step=p.step,
+            train_minutes=self.elapsed() / 60,
+            command=self.command,
+            valid=p.best_valid,
+            test=None,
+            history=p.history,
+            data_files={name: split.files for name, split in self.splits.items()},
+        )
         if "test" in self.splits:
             results["test"], hyps = self.evaluate(self.splits["test"])
             write_outputs(self.run_dir, self.splits["test"], hyps)
@@ -407,9 +402,7 @@ class Trainer:
                 self.logbook.final(name, best["step"], results[name])
         if self.cfg.decode.final_beam:
             results["beam"] = self.final_search(best["step"])
-        tmp = self.run_dir / "results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(self.run_dir / "results.json")
+        results_file.write(self.run_dir, results)
         self.logbook.hparams(self.cfg.to_dict(), results)
         self.logbook.close()
         return results

@@ -1,0 +1,35 @@
+"""What the update step asks of a criterion (fairseq's idea at this project's scale)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Criterion(nn.Module):
+    """Turns logits (B, T-1, V) and target ids (B, T) into a dict of tensors.
+
+    forward() returns at least `loss` (what is differentiated, a sum over the batch's target
+    tokens) and `num_tokens`; every key named in `logged` is summed over an update, across
+    accumulation and ranks, and reduce() turns an interval's sums into the scalars logged to
+    train.log and TensorBoard. A criterion may hold modules of its own (a frozen teacher): the
+    update step moves it to the device and never optimises its parameters.
+    """
+
+    logged: tuple[str, ...] = ("loss",)
+    pad_id: int = 0
+
+    def reduce(self, sums: dict[str, float], tokens: int) -> dict[str, float]:
+        """The scalars to log from an interval's sums over `tokens` target tokens."""
+        return {key: value / tokens for key, value in sums.items()}
+
+    def resume_state(self) -> dict | None:
+        """What a resume needs of this criterion beyond its construction (None: nothing)."""
+        return None
+
+    def load_resume_state(self, state: dict | None) -> None:
+        """Restore resume_state()'s dict; None from a checkpoint written before it existed."""
+
+    def sums(self, out: dict[str, torch.Tensor]) -> list[float]:
+        """The logged values of one forward's output, in the order of `logged`."""
+        return [out[key].item() for key in self.logged]

@@ -1,0 +1,133 @@
+"""The report as a document: its tables and sections in reading order, as blocks that
+report_render turns into Markdown and HTML."""
+
+from __future__ import annotations
+
+from nmt.objective import smoothing as registry
+from nmt.study.prose import _ranked, answer_blocks, short, vaswani_comparison
+from nmt.study.report_plots import PLOTS
+from nmt.study.stats import BASELINE, COLUMNS, cell, gap_cell, p_cell
+
+
+def p_cells(row: dict, suffix: str = "") -> str:
+    """The p-values of a row's seeds (greedy, or beam with suffix "_beam"), comma-separated."""
+    tests = [
+        {"p_value": p, "bleu_delta": d}
+        for p, d in zip(row["p_values" + suffix], row["bleu_deltas" + suffix])
+        if p is not None
+    ]
+    return ", ".join(p_cell(t) for t in tests) if tests else "–"
+
+
+def metrics_table(
+    rows: list[dict], split: str, baseline: str = BASELINE
+) -> tuple[list[str], list[list[str]]]:
+    header = ["smoothing", "seeds", *(title for _, title, _ in COLUMNS), "optimum gap"]
+    if split == "test":
+        header += [f"p vs {short(baseline)}", f"p beam vs {short(baseline)}"]
+    body = []
+    for row in rows:
+        line = [row["label"], str(len(row["seeds"]))]
+        line += [cell(row[split][col], fmt) for col, _, fmt in COLUMNS]
+        line.append(gap_cell(row["optimal_logit_gap"]))
+        if split == "test":
+            line += [p_cells(row), p_cells(row, "_beam")]
+        body.append(line)
+    return header, body
+
+
+def table_notes(split: str, baseline: str = BASELINE) -> str:
+    """The sentences under the main table: what the gap columns and the p column mean."""
+    text = (
+        "The logit gap (gold logit minus the mean of the other logits) equals the optimum "
+        "gap at the loss's minimum only when the other logits are all equal; the prob gap "
+        "(log p_gold minus the log of the mean other probability) reaches the same optimum "
+        "whatever the others are, and is never larger than the logit gap."
+    )
+    if split == "test":
+        text += (
+            f" p: * marks p < 0.05; – marks a run with the same BLEU as {short(baseline)} of "
+            "its seed, "
+            "for which sacreBLEU's bootstrap (counting only resampled differences strictly "
+            "larger than the observed one) reports p = 1/(resamples + 1), which means nothing: "
+            "report.json keeps that number, the table never calls it significant."
+        )
+    return text
+
+
+def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta: dict) -> list:
+    """The report as blocks: ('h', level, text), ('p', text), ('table', header, rows),
+    ('img', file, caption), ('code', text)."""
+    # Long by design: the report's sections in reading order, each a few appends.
+    split = runs[0]["split"]
+    ranked = _ranked(rows)
+    best = max(ranked, key=lambda r: r[split]["bleu"]["mean"] or -1)
+    among = "" if len(ranked) == len(rows) else ", among the settings with the most seeds"
+    doc: list = [("h", 1, "Label smoothing comparison")]
+    baseline = meta.get("baseline", BASELINE)
+    doc += answer_blocks(rows, split, baseline)
+    doc.append(
+        (
+            "p",
+            f"{len(runs)} runs, {len(rows)} settings. Best {split} BLEU: {best['label']} "
+            f"({cell(best[split]['bleu'], '{:.2f}')}{among}). All metrics use each run's best "
+            f"checkpoint (by validation BLEU). BLEU, chrF: sacreBLEU on detokenized, cased "
+            "output; BLEU lc-tok: lowercased and 13a-tokenized, only for comparison with papers "
+            "that report it. NLL (nats per token), PPL, accuracy and calibration are "
+            "teacher-forced over non-pad target tokens and never include the smoothing term. "
+            "ECE: 15 equal-width confidence bins, confidence = largest probability, correct = "
+            "argmax equals the reference. Logit gap: mean of gold logit minus the mean of the "
+            "other logits; optimum gap: its value at the minimum of the smoothed loss, "
+            f"{registry.optimum_notes()}. "
+            "p: sacreBLEU paired bootstrap "
+            f"({meta['bootstrap_samples']} resamples) of BLEU against {short(baseline)} with the "
+            "same seed, "
+            "one value per seed. With several seeds: mean ± sample standard deviation. "
+            "BLEU is greedy decoding (what validation uses); BLEU beam: the same checkpoint "
+            f"decoded with {meta['beam']}, where the runs were.",
+        )
+    )
+    doc.append(("h", 2, f"{'Test' if split == 'test' else 'Validation'} set"))
+    doc.append(("table", *metrics_table(rows, split, baseline)))
+    doc.append(("p", table_notes(split, baseline)))
+    if split == "test":
+        doc.append(("h", 2, "Validation set"))
+        doc.append(("table", *metrics_table(rows, "valid", baseline)))
+    doc += vaswani_comparison(rows, runs)
+    doc.append(("h", 2, "Figures"))
+    for name in figures:
+        doc.append(("img", name, PLOTS[name]))
+    doc.append(("h", 2, "Runs"))
+    doc.append(
+        (
+            "table",
+            ["run", "eps", "type", "seed", "best step", "last step", "train command"],
+            [
+                [
+                    r["name"],
+                    f"{r['smoothing']:g}",
+                    r["smoothing_type"],
+                    str(r["seed"]),
+                    str(r["step"]),
+                    str(r["last_step"]),
+                    f"`{r.get('command') or '?'}`",
+                ]
+                for r in runs
+            ],
+        )
+    )
+    if meta.get("command"):
+        doc.append(("p", "The command that wrote this report:"))
+        doc.append(("code", meta["command"]))
+    sigs = {
+        f"{label}: {r[split][key]}"
+        for r in runs
+        for key, label in (
+            ("bleu_signature", "BLEU"),
+            ("chrf_signature", "chrF"),
+            ("bleu_lc_signature", "BLEU lc-tok"),
+        )
+    }
+    doc.append(("h", 2, "sacreBLEU signatures"))
+    doc.append(("code", "\n".join(sorted(sigs))))
+    return doc
