@@ -15,10 +15,10 @@ from nmt.config import ModelConfig, TrainConfig
 from nmt.data.tokenizer import BOS_ID, PAD_ID, UNK_ID
 from nmt.decode.search import beam_search, greedy_search
 from nmt.model.transformer import Transformer
+from nmt.train.budget import Horizon, budget_steps
 from nmt.train.checkpoint import load_checkpoint, load_for_inference, save_checkpoint
 from nmt.train.ema import EMA
-from nmt.train.optim import Horizon, build_optimizer, build_scheduler, decay_to_zero
-from nmt.train.trainer import budget_steps
+from nmt.train.optim import build_optimizer, build_scheduler, decay_to_zero
 
 from .conftest import cipher_flags, run, write_cipher
 from .test_cli import scalars

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from nmt.objective.smoothing import DEFAULT
@@ -47,118 +48,142 @@ def _pooled_bins(runs: list[dict], split: str) -> list[tuple[float, float, int]]
 
 def plot_all(runs: list[dict], rows: list[dict], out_dir: Path) -> list[str]:
     """Write every figure in PLOTS into out_dir; returns their file names."""
-    # Long by design: one independent block per figure, in the order of PLOTS; split into
-    # functions, each would take the same runs/rows/series and share nothing else.
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    split = runs[0]["split"]
-    series = _series(rows)
-
-    def mean(row, key, s=split):
-        return row[s][key]["mean"]
-
-    def save(fig, name):
+    view = _View(runs, rows, runs[0]["split"], _series(rows))
+    for name, draw in FIGURES.items():
+        fig = draw(plt, view)
         fig.tight_layout()
         fig.savefig(out_dir / name, dpi=110)
         plt.close(fig)
+    return list(PLOTS)
 
-    # BLEU against eps, each seed a dot.
+
+@dataclass
+class _View:
+    """What every figure reads: the runs, the report's rows, the split, the rows by convention."""
+
+    runs: list[dict]
+    rows: list[dict]
+    split: str
+    series: dict[str, list[dict]]
+
+    def mean(self, row: dict, key: str, split: str | None = None) -> float | None:
+        return row[split or self.split][key]["mean"]
+
+    def groups(self) -> dict[str, list[dict]]:
+        """Each row's label -> its runs (seeds pooled per setting)."""
+        return {
+            row["label"]: [r for r in self.runs if r["name"] in row["runs"]] for row in self.rows
+        }
+
+
+def _finish(ax, **labels) -> None:
+    ax.set(**labels)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def bleu_figure(plt, v: _View):
+    """BLEU against eps, greedy and beam, each seed a mark."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for kind, rs in series.items():
+    for kind, rs in v.series.items():
         xs = [r["smoothing"] for r in rs]
-        ax.errorbar(
-            xs,
-            [mean(r, "bleu") for r in rs],
-            yerr=[r[split]["bleu"]["std"] for r in rs],
-            marker="o",
-            capsize=3,
-            label=kind,
-        )
-        beam = [r for r in rs if mean(r, "bleu_beam") is not None]
+        ys = [v.mean(r, "bleu") for r in rs]
+        errs = [r[v.split]["bleu"]["std"] for r in rs]
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=kind)
+        beam = [r for r in rs if v.mean(r, "bleu_beam") is not None]
         if beam:
             ax.errorbar(
                 [r["smoothing"] for r in beam],
-                [mean(r, "bleu_beam") for r in beam],
-                yerr=[r[split]["bleu_beam"]["std"] for r in beam],
+                [v.mean(r, "bleu_beam") for r in beam],
+                yerr=[r[v.split]["bleu_beam"]["std"] for r in beam],
                 marker="s",
                 linestyle="--",
                 capsize=3,
                 label=f"{kind}, beam",
             )
-        for r in runs:
+        for r in v.runs:
             if r["smoothing_type"] == kind or r["smoothing"] == 0:
-                ax.plot(r["smoothing"], r[split]["bleu"], "k.", alpha=0.4)
-                if r[split].get("bleu_beam") is not None:
-                    ax.plot(r["smoothing"], r[split]["bleu_beam"], "k+", alpha=0.4)
-    ax.set(xlabel="eps", ylabel=f"{split} BLEU (sacreBLEU)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save(fig, "bleu_vs_eps.png")
+                ax.plot(r["smoothing"], r[v.split]["bleu"], "k.", alpha=0.4)
+                if r[v.split].get("bleu_beam") is not None:
+                    ax.plot(r["smoothing"], r[v.split]["bleu_beam"], "k+", alpha=0.4)
+    _finish(ax, xlabel="eps", ylabel=f"{v.split} BLEU (sacreBLEU)")
+    return fig
 
-    # NLL and perplexity.
+
+def nll_ppl_figure(plt, v: _View):
+    """Unsmoothed NLL and perplexity against eps."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in zip(axes, ("nll_loss", "ppl"), ("NLL (nats/token)", "perplexity")):
-        for kind, rs in series.items():
+        for kind, rs in v.series.items():
             xs = [r["smoothing"] for r in rs]
-            ax.plot(xs, [mean(r, key) for r in rs], "o-", label=f"{kind} {split}")
-            if split == "test":
-                ax.plot(xs, [mean(r, key, "valid") for r in rs], "o--", label=f"{kind} valid")
-        ax.set(xlabel="eps", ylabel=label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    save(fig, "nll_ppl_vs_eps.png")
+            ax.plot(xs, [v.mean(r, key) for r in rs], "o-", label=f"{kind} {v.split}")
+            if v.split == "test":
+                ax.plot(xs, [v.mean(r, key, "valid") for r in rs], "o--", label=f"{kind} valid")
+        _finish(ax, xlabel="eps", ylabel=label)
+    return fig
 
-    # ECE, confidence and accuracy.
+
+def ece_figure(plt, v: _View):
+    """ECE, and mean confidence against accuracy, against eps."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for kind, rs in series.items():
+    for kind, rs in v.series.items():
         xs = [r["smoothing"] for r in rs]
-        axes[0].plot(xs, [mean(r, "ece") for r in rs], "o-", label=kind)
-        axes[1].plot(xs, [mean(r, "confidence") for r in rs], "o-", label=f"{kind} confidence")
-        axes[1].plot(xs, [mean(r, "accuracy") for r in rs], "s--", label=f"{kind} accuracy")
-    axes[0].set(xlabel="eps", ylabel="ECE (15 bins)")
-    axes[1].set(xlabel="eps", ylabel="mean over target tokens")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend()
-    save(fig, "ece_vs_eps.png")
+        axes[0].plot(xs, [v.mean(r, "ece") for r in rs], "o-", label=kind)
+        axes[1].plot(xs, [v.mean(r, "confidence") for r in rs], "o-", label=f"{kind} confidence")
+        axes[1].plot(xs, [v.mean(r, "accuracy") for r in rs], "s--", label=f"{kind} accuracy")
+    _finish(axes[0], xlabel="eps", ylabel="ECE (15 bins)")
+    _finish(axes[1], xlabel="eps", ylabel="mean over target tokens")
+    return fig
 
-    # Reliability diagrams and confidence histograms, seeds pooled per setting.
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups[row["label"]] = [r for r in runs if r["name"] in row["runs"]]
+
+def reliability_figure(plt, v: _View):
+    """Reliability diagrams, seeds pooled per setting."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
-    for label, members in groups.items():
-        bins = _pooled_bins(members, split)
+    for label, members in v.groups().items():
+        bins = _pooled_bins(members, v.split)
         ax.plot([b[0] for b in bins], [b[1] for b in bins], "o-", label=label)
-    ax.set(xlabel="mean confidence in bin", ylabel="accuracy in bin", xlim=(0, 1), ylim=(0, 1))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save(fig, "reliability.png")
+    _finish(ax, xlabel="mean confidence in bin", ylabel="accuracy in bin", xlim=(0, 1),
+            ylim=(0, 1))  # fmt: skip
+    return fig
 
+
+def confidence_hist_figure(plt, v: _View):
+    """Share of target tokens per confidence bin, seeds pooled per setting."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, members in groups.items():
-        edges = [b["lower"] for b in members[0][split]["reliability"]] + [1.0]
+    for label, members in v.groups().items():
+        edges = [b["lower"] for b in members[0][v.split]["reliability"]] + [1.0]
         counts = [
-            sum(r[split]["reliability"][m]["count"] for r in members) for m in range(len(edges) - 1)
+            sum(r[v.split]["reliability"][m]["count"] for r in members)
+            for m in range(len(edges) - 1)
         ]
         total = max(sum(counts), 1)
         ax.stairs([c / total for c in counts], edges, label=label)
-    ax.set(xlabel="confidence (largest probability)", ylabel="share of target tokens")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save(fig, "confidence_hist.png")
+    _finish(ax, xlabel="confidence (largest probability)", ylabel="share of target tokens")
+    return fig
 
-    # Validation BLEU curves.
+
+def curves_figure(plt, v: _View):
+    """Validation BLEU over training updates, one line per run."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in runs:
+    for r in v.runs:
         hist = r.get("history") or []
         ax.plot([h["step"] for h in hist], [h["bleu"] for h in hist], "o-", label=r["name"])
-    ax.set(xlabel="update", ylabel="validation BLEU")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save(fig, "valid_bleu_curves.png")
-    return list(PLOTS)
+    _finish(ax, xlabel="update", ylabel="validation BLEU")
+    return fig
+
+
+# One function per figure, in the order of PLOTS.
+FIGURES = {
+    "bleu_vs_eps.png": bleu_figure,
+    "nll_ppl_vs_eps.png": nll_ppl_figure,
+    "ece_vs_eps.png": ece_figure,
+    "reliability.png": reliability_figure,
+    "confidence_hist.png": confidence_hist_figure,
+    "valid_bleu_curves.png": curves_figure,
+}

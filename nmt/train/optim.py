@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nmt.config import TrainConfig
+from nmt.train.budget import Horizon
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
@@ -40,13 +41,6 @@ def inverse_sqrt(step: int, warmup_steps: int) -> float:
     if warmup_steps <= 0:
         return step**-0.5
     return min(step / warmup_steps, (warmup_steps / step) ** 0.5)
-
-
-class Horizon:
-    """The run's length in updates (0: not known yet), for the schedules that end at it."""
-
-    def __init__(self, steps: int = 0):
-        self.steps = steps
 
 
 def decay_to_zero(step: int, warmup_steps: int, total: int, shape: str) -> float:

@@ -20,9 +20,10 @@ from nmt.data.batching import Batch
 from nmt.errors import does_not_fit
 from nmt.objective.criterion import Criterion
 from nmt.train import distributed
+from nmt.train.budget import Horizon
 from nmt.train.distributed import SINGLE, World
 from nmt.train.ema import EMA
-from nmt.train.optim import Horizon, build_optimizer, build_scheduler
+from nmt.train.optim import build_optimizer, build_scheduler
 from nmt.train.precision import AMP_DTYPES, autocast, resolve_precision
 
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried

@@ -2,14 +2,13 @@
 signals, and the final scoring of the best checkpoint.
 
 The parts it plugs together each live in their own module: the update (step.UpdateStep),
-scoring a split (evaluate), the checkpoint schema and files (checkpoint), what is logged and
-where (logbook).
+the budget and horizon (budget), validation and early stopping (validation), the final scoring
+and results.json (final), scoring a split (evaluate), the checkpoint schema and files
+(checkpoint), what is logged and where (logbook).
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nmt import results as results_file
 from nmt.config import Config
 from nmt.data.batching import collate, make_batches
 from nmt.data.dataset import Split
@@ -26,33 +24,26 @@ from nmt.data.tokenizer import PAD_ID, Tokenizer
 from nmt.errors import NMTError, does_not_fit
 from nmt.objective.criterion import Criterion
 from nmt.objective.loss import build_criterion
-from nmt.objective.smoothing import Smoothing
 from nmt.train import distributed
+from nmt.train.budget import Budget, budget_steps
 from nmt.train.checkpoint import (
     CheckpointDir,
     Progress,
     TrainState,
-    inference_weights,
-    load_checkpoint,
 )
 from nmt.train.distributed import SINGLE, World
-from nmt.train.evaluate import VALID_SCALARS, decode_and_score, evaluate_split, write_outputs
+from nmt.train.final import FinalScoring
 from nmt.train.logbook import Interval, Logbook, compiled_graphs
 from nmt.train.precision import resolve_device
 from nmt.train.rng import rng_state, seed_everything, set_rng_state
 from nmt.train.signals import Preempted, catch_stop_signals
 from nmt.train.step import StepStats, UpdateStep
+from nmt.train.validation import Validation
 
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
 
-def budget_steps(max_steps: int, epoch_steps: int) -> int:
-    """The run's length in updates without a time budget: max_steps (0 = none) or the updates
-    of max_epochs epochs, whichever ends first; cosine and linear decay to 0 there."""
-    return min(max_steps, epoch_steps) if max_steps else epoch_steps
-
-
-class Trainer:
+class Trainer(Budget, Validation, FinalScoring):
     """Runs one training run: fit() trains, validates, saves and returns results.json's dict."""
 
     def __init__(
@@ -184,29 +175,6 @@ class Trainer:
         """Whether flag is set on any rank (a signal may reach only some of them)."""
         return distributed.all_sum([float(bool(flag))], self.world, self.device)[0] > 0
 
-    def _done(self) -> bool:
-        t, step = self.cfg.train, self.progress.step
-        if t.max_steps and step >= t.max_steps:
-            return True
-        # Every rank must stop at the same update: the ranks agree on the clock.
-        if t.max_minutes and self._any_rank(self.elapsed() >= t.max_minutes * 60):
-            log.info("time budget of %g minutes reached at update %d", t.max_minutes, step)
-            return True
-        return False
-
-    def elapsed(self) -> float:
-        """Seconds of training so far: this process since it started, plus earlier ones."""
-        return self.elapsed_before + time.monotonic() - self.started
-
-    def _update_horizon(self) -> None:
-        """With a time budget, the schedule's end is re-estimated from the pace so far."""
-        t, step = self.cfg.train, self.progress.step
-        if not t.max_minutes:
-            return
-        estimate = int(step * t.max_minutes * 60 / max(self.elapsed(), 1e-9))
-        (estimate,) = distributed.broadcast((estimate,), self.world)  # one LR on every rank
-        self.update.horizon.steps = min(estimate, self.budget)
-
     def _check_skips(self, stats: StepStats) -> None:
         """Count skipped updates; too many in a row stop the run with the last good state saved."""
         p = self.progress
@@ -250,88 +218,7 @@ class Trainer:
         self.logbook.train(p.step, p.epoch + 1, self.interval, reduce, **extra)
         self.interval = Interval()
 
-    # ---- validation, checkpoints, final scoring ---------------------------------------------
-    def averaged(self):
-        """The block runs with the EMA weights in the model when the run keeps an average."""
-        ema = self.update.ema
-        return contextlib.nullcontext() if ema is None else ema.swapped_in()
-
-    def evaluate(self, split: Split) -> tuple[dict, list[str]]:
-        """Loss metrics plus BLEU/chrF of decoded output on one split; returns (metrics, hyps)."""
-        return evaluate_split(
-            self.model,
-            split,
-            self.update.criterion,
-            self.tok,
-            self.cfg.decode,
-            device=self.device,
-            max_tokens=self.cfg.data.max_tokens,
-            amp_dtype=self.update.amp_dtype,
-        )
-
-    def final_search(self, step: int) -> dict:
-        """The best checkpoint decoded with beam decode.final_beam on validation and test
-        (smoothing interacts with beam search), written to <split>.beam<N>.hyp.txt."""
-        search = dataclasses.replace(self.cfg.decode, beam=self.cfg.decode.final_beam)
-        out: dict = {"beam": search.beam, "length_penalty": search.length_penalty}
-        for name, split in (("valid", self.splits["valid"]), ("test", self.splits.get("test"))):
-            if split is None:
-                out[name] = None
-                continue
-            out[name], hyps = decode_and_score(
-                self.model, split, self.tok, search, self.device, self.update.amp_dtype
-            )
-            write_outputs(self.run_dir, split, hyps, f"beam{search.beam}")
-            log.info(
-                "%s (best checkpoint, step %d, beam %d) | bleu %.2f | chrf %.2f | bleu_lc %.2f",
-                name, step, search.beam, out[name]["bleu"], out[name]["chrf"],
-                out[name]["bleu_lc"],
-            )  # fmt: skip
-        return out
-
-    def validate(self) -> bool:
-        """Validate, write TensorBoard/checkpoints; True when early stopping says stop.
-
-        Rank 0 validates while the others wait; its verdict reaches every rank.
-        """
-        p = self.progress
-        improved = self._validate_main() if self.world.main else False
-        improved, p.bad_validations = distributed.broadcast(
-            (improved, p.bad_validations), self.world
-        )
-        state = self.state()
-        if improved:
-            self.save("best", state)
-        self.save("last", state)
-        self.logbook.flush()
-        patience = self.cfg.train.patience
-        if patience and p.bad_validations >= patience:
-            log.info("early stopping: no better validation BLEU in %d validations", patience)
-            return True
-        return False
-
-    def _validate_main(self) -> bool:
-        """Score the validation split, log it, keep the best; True when it improved."""
-        p, valid = self.progress, self.splits["valid"]
-        with self.averaged():
-            metrics, hyps = self.evaluate(valid)
-        p.history.append({"step": p.step, **{k: metrics[k] for k in VALID_SCALARS}})
-        # Ties in BLEU (0.0 early in training, say) go to the lower validation NLL.
-        improved = (metrics["bleu"], -metrics["nll_loss"]) > (p.best_bleu, -p.best_nll)
-        if improved:
-            p.best_bleu, p.best_nll, p.bad_validations = metrics["bleu"], metrics["nll_loss"], 0
-        else:
-            p.bad_validations += 1
-        shown = range(min(self.cfg.train.num_samples, len(valid)))
-        samples = [(valid.src_text[i], valid.tgt_text[i], hyps[i]) for i in shown]
-        self.logbook.valid(p.step, metrics, p.best_bleu, samples)
-        if improved:
-            # The best checkpoint's validation scores and output are final: never decode twice.
-            p.best_valid = metrics
-            write_outputs(self.run_dir, valid, hyps)
-        p.last_valid = metrics
-        return improved
-
+    # ---- checkpoints ------------------------------------------------------------------------
     def state(self) -> TrainState:
         """This moment as a TrainState. Called on every rank at once: each rank's RNG state
         (dropout) is gathered to rank 0."""
@@ -370,39 +257,3 @@ class Trainer:
         state = self.state() if state is None else state
         if self.world.main:
             self.checkpoints.save(kind, state)
-
-    def finish(self) -> dict:
-        """Score the best checkpoint on test; write results (validation scores are kept).
-
-        Rank 0's work: the other ranks return an empty dict.
-        """
-        if not self.world.main:
-            return {}
-        t, p = self.cfg.train, self.progress
-        best = load_checkpoint(self.checkpoints.path("best"), self.device)
-        self.model.load_state_dict(inference_weights(best))  # the EMA average when kept
-        results = results_file.make(
-            Smoothing.of(t),
-            len(self.tok),
-            seed=t.seed,
-            step=best["step"],
-            last_step=p.step,
-            train_minutes=self.elapsed() / 60,
-            command=self.command,
-            valid=p.best_valid,
-            test=None,
-            history=p.history,
-            data_files={name: split.files for name, split in self.splits.items()},
-        )
-        if "test" in self.splits:
-            results["test"], hyps = self.evaluate(self.splits["test"])
-            write_outputs(self.run_dir, self.splits["test"], hyps)
-        for name in ("valid", "test"):
-            if results[name]:
-                self.logbook.final(name, best["step"], results[name])
-        if self.cfg.decode.final_beam:
-            results["beam"] = self.final_search(best["step"])
-        results_file.write(self.run_dir, results)
-        self.logbook.hparams(self.cfg.to_dict(), results)
-        self.logbook.close()
-        return results
