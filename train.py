@@ -34,43 +34,23 @@ def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None
     Everything that can fail before training (config, run directory, data, tokenizer, model,
     checkpoint, device) is checked before anything is written to the run directory.
     build_criterion(cfg, vocab_size) replaces the label-smoothed NLL the config names (a new
-    objective, or a test's). Under
-    torchrun each process is one rank: rank 0 locks and prepares the run directory, builds the
-    tokenizer and data cache first, and alone writes logs and checkpoints.
+    objective, or a test's). Under torchrun each process is one rank: rank 0 locks and prepares
+    the run directory, builds the tokenizer and data cache first, and alone writes logs and
+    checkpoints.
     """
     started = time.monotonic()  # --max-minutes counts from here
-    world, rd = distributed.SINGLE, None
+    world, held = distributed.SINGLE, []  # held: the RunDir once this rank has prepared it
     try:
         cfg, args = parse_args(argv)
         world = distributed.world_from_env()
         device = distributed.init(resolve_device(cfg.train.device), world)
         setup_logging(rank=world.rank, hold=world.main)  # train.log once the run starts
-
-        def prepare() -> tuple:
-            nonlocal rd
-            rd = prepare_run_dir(cfg, args.overwrite, args.resume)
-            return rd.path, rd.resuming
-
-        run_path, resuming = distributed.main_first(prepare, world, others=False)
-        log.info("run directory %s", run_path)
-        state = _resume_from(run_path) if resuming else None
-        seed_everything(cfg.train.seed)
-        tok, splits = distributed.main_first(lambda: _data(cfg, state), world)
-        model = Transformer(cfg.model, len(tok))
-        if world.rank:  # DDP copies rank 0's weights; dropout differs per rank
-            seed_everything(cfg.train.seed + 1000 * world.rank)
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-        criterion = None if build_criterion is None else build_criterion(cfg, len(tok))
-        trainer = Trainer(
-            cfg, model, tok, splits, run_path, command, state, world, device, started, criterion
-        )
-        if rd is not None:  # rank 0: only now does anything in the run directory change
-            rd.start(cfg, tok.proto, {name: split.files for name, split in splits.items()})
-            trainer.checkpoints.on_save = rd.checkpoint_saved
+        trainer = _build(cfg, args, command, world, device, started, build_criterion, held)
         results = trainer.fit()
         distributed.barrier(world)  # every rank leaves together (rank 0 scored test last)
     except NMTError as exc:
-        _abandon(rd)
+        _abandon(held)
         logging.getLogger("train").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -78,27 +58,51 @@ def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None
         print(str(stop), file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
-        _abandon(rd)
+        _abandon(held)
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         distributed.shutdown()
-    if not world.main:
-        return 0
-    best = results["test"] or results["valid"]
-    split = "test" if results["test"] else "valid"
-    log.info(
-        "done: %s BLEU %.2f (best checkpoint, step %d); results in %s",
-        split,
-        best["bleu"],
-        results["step"],
-        run_path / "results.json",
-    )
+    if world.main:
+        best, split = (results["test"], "test") if results["test"] else (results["valid"], "valid")
+        log.info(
+            "done: %s BLEU %.2f (best checkpoint, step %d); results in %s",
+            split,
+            best["bleu"],
+            results["step"],
+            trainer.run_dir / "results.json",
+        )
     return 0
 
 
-def _abandon(rd: RunDir | None) -> None:
-    if rd is not None:
+def _build(cfg, args, command, world, device, started, build_criterion, held) -> Trainer:
+    """The run directory (locked), the resumed state, data, tokenizer, model and Trainer; on
+    rank 0 the run directory is written to only once all of them exist."""
+
+    def prepare() -> tuple:
+        held.append(prepare_run_dir(cfg, args.overwrite, args.resume))
+        return held[0].path, held[0].resuming
+
+    run_path, resuming = distributed.main_first(prepare, world, others=False)
+    log.info("run directory %s", run_path)
+    state = _resume_from(run_path) if resuming else None
+    seed_everything(cfg.train.seed)
+    tok, splits = distributed.main_first(lambda: _data(cfg, state), world)
+    model = Transformer(cfg.model, len(tok))
+    if world.rank:  # DDP copies rank 0's weights; dropout differs per rank
+        seed_everything(cfg.train.seed + 1000 * world.rank)
+    criterion = None if build_criterion is None else build_criterion(cfg, len(tok))
+    trainer = Trainer(
+        cfg, model, tok, splits, run_path, command, state, world, device, started, criterion
+    )
+    if held:  # rank 0: only now does anything in the run directory change
+        held[0].start(cfg, tok.proto, {name: split.files for name, split in splits.items()})
+        trainer.checkpoints.on_save = held[0].checkpoint_saved
+    return trainer
+
+
+def _abandon(held: list[RunDir]) -> None:
+    for rd in held:
         rd.abandon()
 
 

@@ -12,8 +12,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import os
-import stat
 import sys
 from pathlib import Path
 
@@ -22,19 +20,13 @@ from sacrebleu.metrics import BLEU
 from nmt.data.dataset import truncate
 from nmt.data.tokenizer import EOS_ID
 from nmt.decode.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
-from nmt.decode.export import (
-    META,
-    SPM_FILE,
-    cached_export,
-    import_ctranslate2,
-    is_export,
-    read_export,
-)
+from nmt.decode.ct2_spec import import_ctranslate2
+from nmt.decode.export import META, SPM_FILE, cached_export, is_export, read_export
 from nmt.decode.search import decode_corpus
+from nmt.decode.textio import check_output, read_lines, write_output
 from nmt.errors import ArgumentParser, NMTError
-from nmt.files import atomic_write
 from nmt.study.metrics import score_lines
-from nmt.train.checkpoint import checkpoint_file, load_for_inference
+from nmt.train.checkpoint import load_for_inference
 from nmt.train.precision import AMP_DTYPES, resolve_device, resolve_precision
 
 log = logging.getLogger("translate")
@@ -100,35 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_lines(path: str | None, what: str) -> list[str]:
-    """Lines of a file (or stdin), split on newlines only; bad UTF-8 is replaced and counted."""
-    if path is None:
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise NMTError(f"cannot read {what} {path}: {exc.strerror}") from None
-    raw = data.split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()  # the newline that ends the last line does not start another
-    lines, bad = [], 0
-    for line in raw:
-        line = line[:-1] if line.endswith(b"\r") else line
-        try:
-            lines.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(line.decode("utf-8", errors="replace"))
-            bad += 1
-    if bad:
-        log.warning(
-            "%d %s line(s) were not valid UTF-8; the bad bytes were replaced with U+FFFD",
-            bad,
-            what,
-        )
-    return lines
-
-
 def check_args(args: argparse.Namespace) -> None:
     """Flag values that cannot work, as one NMTError, before any work."""
     for name in ("beam", "max_tokens", "batch_size", "nbest"):
@@ -154,33 +117,6 @@ def check_args(args: argparse.Namespace) -> None:
     check_output(args)
 
 
-def check_output(args: argparse.Namespace) -> None:
-    """--output must not be a folder, nor the same file as any input (compared by inode)."""
-    if args.output is None:
-        return
-    out = Path(args.output)
-    if out.is_dir():
-        raise NMTError(f"--output {out} is a directory; name a file")
-    real = Path(os.path.realpath(out))  # a symlink is written through to its target
-    if not real.parent.is_dir():
-        raise NMTError(f"--output {out}: folder {real.parent} does not exist")
-    checkpoint = Path(args.checkpoint)
-    if is_export(checkpoint):  # every file of an exported model is an input
-        models = list(checkpoint.iterdir())
-    else:
-        models = [checkpoint_file(checkpoint)]
-    inputs = [("--input", args.input), ("--reference", args.reference)]
-    inputs += [("--checkpoint", path) for path in models]
-    for flag, path in inputs:
-        if (
-            path is not None
-            and out.exists()
-            and Path(path).exists()
-            and os.path.samefile(out, path)
-        ):
-            raise NMTError(f"--output {out} is the {flag} file; choose another output path")
-
-
 def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
     """Source ids with EOS, cut to the model's limit (one warning counts the lines cut)."""
     ids = tok.encode(lines)
@@ -192,32 +128,6 @@ def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
             limit,
         )
     return [truncate(x + [EOS_ID], limit) for x in ids]
-
-
-def write_output(path: str | None, text: str) -> None:
-    """Write to stdout, or to the file named (through a symlink, the link kept).
-
-    A regular file is replaced atomically (temp file in the same folder, fsync, rename), keeping
-    its permissions; a device or FIFO (/dev/null, a pipe) is written to as it is, never replaced.
-    """
-    if path is None:
-        sys.stdout.write(text)
-        return
-    real = Path(os.path.realpath(path))
-    try:
-        if real.exists() and not real.is_file():
-            with open(real, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            return
-        if real.exists():
-            mode = stat.S_IMODE(real.stat().st_mode)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        atomic_write(real, lambda handle: handle.write(text.encode("utf-8")), mode)
-    except OSError as exc:
-        raise NMTError(f"cannot write --output {path}: {exc.strerror}") from None
 
 
 def load_export(checkpoint: str):
@@ -233,22 +143,37 @@ def load_export(checkpoint: str):
     return folder, Tokenizer.load(folder / SPM_FILE), cfg
 
 
+def load_engine(args: argparse.Namespace, device):
+    """(model or translator, tokenizer, config) of --checkpoint for the engine asked."""
+    if args.engine == "ctranslate2":
+        folder, tok, cfg = load_export(args.checkpoint)
+        compute = args.quantization or COMPUTE_TYPES[args.precision]
+        return load_translator(folder, device, compute), tok, cfg
+    if is_export(args.checkpoint):
+        raise NMTError(
+            f"--checkpoint {args.checkpoint} is a CTranslate2 export; "
+            "translate with it using --engine ctranslate2"
+        )
+    model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
+    return model, tok, cfg
+
+
+def search_config(args: argparse.Namespace, decode):
+    """The checkpoint's decode settings, under the flags given."""
+    given = {
+        key: getattr(args, key)
+        for key in ("length_penalty", "max_len_a", "max_len_b")
+        if getattr(args, key) is not None
+    }
+    return dataclasses.replace(decode, beam=args.beam, max_tokens=args.max_tokens, **given)
+
+
 def translate(args: argparse.Namespace) -> None:
     """Load, read, decode, write and (optionally) score."""
     check_args(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    if args.engine == "ctranslate2":
-        folder, tok, cfg = load_export(args.checkpoint)
-        compute = args.quantization or COMPUTE_TYPES[args.precision]
-        model = load_translator(folder, device, compute)
-    else:
-        if is_export(args.checkpoint):
-            raise NMTError(
-                f"--checkpoint {args.checkpoint} is a CTranslate2 export; "
-                "translate with it using --engine ctranslate2"
-            )
-        model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
+    model, tok, cfg = load_engine(args, device)
     lines = read_lines(args.input, "input")
     refs = read_lines(args.reference, "reference") if args.reference else None
     if refs is not None and len(refs) != len(lines):
@@ -256,48 +181,16 @@ def translate(args: argparse.Namespace) -> None:
             f"--reference has {len(refs)} lines but the input has {len(lines)}; "
             "they must be parallel, one line each"
         )
-    limit = min(cfg.data.max_len, cfg.model.max_positions)
-    src_ids = encode_sources(tok, lines, limit)
+    src_ids = encode_sources(tok, lines, min(cfg.data.max_len, cfg.model.max_positions))
     todo = [i for i, line in enumerate(lines) if line.strip()]  # empty in, empty out
-    nbest = args.nbest or 1
-    search = dataclasses.replace(  # the checkpoint's decode settings, under the flags given
-        cfg.decode,
-        beam=args.beam,
-        max_tokens=args.max_tokens,
-        **{
-            key: getattr(args, name)
-            for key, name in (
-                ("length_penalty", "length_penalty"),
-                ("max_len_a", "max_len_a"),
-                ("max_len_b", "max_len_b"),
-            )
-            if getattr(args, name) is not None
-        },
-    )
+    options = dict(nbest=args.nbest or 1, batch_size=args.batch_size, min_len=args.min_len)
+    sources, search = [src_ids[i] for i in todo], search_config(args, cfg.decode)
     if args.engine == "ctranslate2":
-        found = decode_corpus_ct2(
-            model,
-            tok,
-            [src_ids[i] for i in todo],
-            search,
-            max_positions=cfg.model.max_positions,
-            nbest=nbest,
-            batch_size=args.batch_size,
-            min_len=args.min_len,
-            progress=True,
-        )
+        found = decode_corpus_ct2(model, tok, sources, search, progress=True,
+                                  max_positions=cfg.model.max_positions, **options)  # fmt: skip
     else:
-        found = decode_corpus(
-            model,
-            [src_ids[i] for i in todo],
-            search,
-            device=device,
-            amp_dtype=AMP_DTYPES[precision],
-            nbest=nbest,
-            batch_size=args.batch_size,
-            min_len=args.min_len,
-            progress=True,
-        )
+        found = decode_corpus(model, sources, search, device=device, progress=True,
+                              amp_dtype=AMP_DTYPES[precision], **options)  # fmt: skip
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in lines]
     for i, hyps in zip(todo, found):
         results[i] = list(zip(tok.decode([h.tokens for h in hyps]), (h.score for h in hyps)))

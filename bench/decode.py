@@ -65,7 +65,7 @@ def parse_args() -> argparse.Namespace:
 
 
 class PieceList:
-    """What nmt.decode.export.build_spec reads of a Tokenizer, for a random-weight model."""
+    """What nmt.decode.ct2_spec.build_spec reads of a Tokenizer, for a random-weight model."""
 
     def __init__(self, tok, size: int):
         self.size, self.sp = size, self
@@ -102,7 +102,7 @@ def ct2_translators(model, tok, folder: Path, threads: int) -> dict:
     """CTranslate2 translators of model: float32 and int8 compute."""
     import ctranslate2
 
-    from nmt.decode.export import build_spec
+    from nmt.decode.ct2_spec import build_spec
 
     if not (folder / "model.bin").is_file():
         spec = build_spec(model, tok)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nmt.config import Config, apply_overrides, choices, flatten, load_yaml, validate
+from nmt.config import Config, apply_overrides, flatten, load_yaml
+from nmt.config_checks import choices, validate
 from nmt.errors import ArgumentParser, NMTError
 from nmt.objective import smoothing as registry
 

@@ -1,11 +1,10 @@
 """Typed configuration: frozen dataclasses hold every default (the Multi30k tiny recipe), YAML
-files and command-line overrides (nmt.cli) change them, validate() checks every value."""
+files and command-line overrides (nmt.cli) change them, nmt.config_checks.validate() checks them."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -85,7 +84,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False  # torch.compile the model; batch lengths padded to a multiple of 8
-    run_dir: str | None = None  # None = runs/<dataset>-<src>-<tgt>-ls<smoothing>
+    run_dir: str | None = None  # None = runs/<dataset>-<src>-<tgt>-ls<eps>[-<convention>]
     num_samples: int = 3  # translations written to TensorBoard at each validation
     save_every: int = 0  # also save checkpoint_last.pt every N updates; 0 = at validations only
     keep_last: int = 0  # keep the newest K numbered checkpoint_step<N>.pt files of save_every
@@ -130,18 +129,6 @@ class Config:
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:
         """Build from a nested dict on top of the defaults; unknown keys raise NMTError."""
         return apply_overrides(cls(), flatten(values, source), source)
-
-
-def choices() -> dict[str, tuple[str, ...]]:
-    """The allowed values of each enumerated key (the smoothing conventions as registered now)."""
-    return {
-        "train.device": ("auto", "cpu", "cuda"),
-        "train.precision": ("auto", "fp32", "bf16", "fp16"),
-        "train.smoothing_type": registry.names(),
-        "model.activation": ("relu", "gelu"),
-        "train.schedule": ("inverse_sqrt", "cosine", "linear"),
-        "data.spm_model_type": ("unigram", "bpe", "char", "word"),
-    }
 
 
 def flatten(values: Any, source: str) -> dict[str, Any]:
@@ -255,100 +242,6 @@ def format_eps(value: float) -> str:
     value = value + 0.0  # -0.0 becomes 0.0: one name for one value
     text = f"{value:g}"
     return text if float(text) == value else repr(value)
-
-
-def _float_fields(cfg: Config):
-    """(dotted key, value) of every float in the config, tuple items included."""
-    for key, value in flatten(cfg.to_dict(), "config").items():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, float):
-                yield key, item
-
-
-def _checks(cfg: Config):
-    """(ok, key, message) in order; later checks may assume the earlier ones held."""
-    # Long by design: one line per rule, read top to bottom; grouping them would hide the order.
-    d, m, t, dec = cfg.data, cfg.model, cfg.train, cfg.decode
-    convention = registry.get(t.smoothing_type)
-    yield 0.0 <= t.smoothing < convention.upper, "train.smoothing", convention.range_text
-    yield 0 <= t.seed < 2**32, "train.seed", f"must be in [0, 2^32), got {t.seed}"
-    yield d.vocab_size >= 8, "data.vocab_size", "must be at least 8"
-    yield 0 < d.character_coverage <= 1, "data.character_coverage", "must be in (0, 1]"
-    yield d.max_len >= 3, "data.max_len", "must be at least 3 (BOS, a token, EOS)"
-    yield m.max_positions >= 1, "model.max_positions", "must be >= 1"
-    yield d.max_len <= m.max_positions, "data.max_len", "must not exceed model.max_positions"
-    yield (
-        d.max_tokens >= d.max_len,
-        "data.max_tokens",
-        f"must be at least data.max_len ({d.max_len}) so that the longest pair fits a batch",
-    )
-    yield d.src != d.tgt, "data.tgt", "must differ from data.src"
-    for name in ("src", "tgt", "train_split", "valid_split", "test_split"):
-        yield bool(getattr(d, name).strip()), f"data.{name}", "must not be empty"
-    yield (
-        d.train_split not in (d.valid_split, d.test_split),
-        "data.train_split",
-        (
-            "must differ from data.valid_split and data.test_split (scores on training data mean "
-            "nothing)"
-        ),
-    )
-    yield (
-        min(d.max_train_pairs, d.max_valid_pairs) >= 0,
-        "data.max_train_pairs",
-        ("pair limits must be >= 0 (0 = all)"),
-    )
-    for name in ("encoder_layers", "decoder_layers", "d_model", "heads", "ffn_dim"):
-        yield getattr(m, name) >= 1, f"model.{name}", f"must be >= 1, got {getattr(m, name)}"
-    yield m.d_model % m.heads == 0, "model.d_model", f"must be divisible by model.heads ({m.heads})"
-    for name in ("dropout", "attention_dropout", "activation_dropout"):
-        yield 0 <= getattr(m, name) < 1, f"model.{name}", "must be in [0, 1)"
-    yield t.lr > 0, "train.lr", "must be positive"
-    yield all(0 <= b < 1 for b in t.betas), "train.betas", "must both be in [0, 1)"
-    yield t.adam_eps > 0, "train.adam_eps", "must be positive"
-    yield t.weight_decay >= 0, "train.weight_decay", "must be >= 0"
-    yield t.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 = no clipping)"
-    yield t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"
-    yield t.update_freq >= 1, "train.update_freq", "must be >= 1"
-    yield d.num_proc >= 0, "data.num_proc", "must be >= 0 (0 = auto)"
-    yield d.spm_max_sentences >= 0, "data.spm_max_sentences", "must be >= 0 (0 = all)"
-    yield t.max_steps >= 0, "train.max_steps", "must be >= 0 (0 = no limit)"
-    yield t.max_epochs >= 1, "train.max_epochs", "must be >= 1"
-    yield t.patience >= 0, "train.patience", "must be >= 0 (0 = off)"
-    yield t.valid_every >= 1, "train.valid_every", "must be >= 1"
-    yield t.log_every >= 1, "train.log_every", "must be >= 1"
-    yield t.num_samples >= 0, "train.num_samples", "must be >= 0"
-    yield t.save_every >= 0, "train.save_every", "must be >= 0 (0 = at validations only)"
-    yield t.keep_last >= 0, "train.keep_last", "must be >= 0"
-    yield t.max_skipped >= 1, "train.max_skipped", "must be >= 1"
-    yield t.max_minutes >= 0, "train.max_minutes", "must be >= 0 (0 = no time limit)"
-    yield 0 <= t.ema_decay < 1, "train.ema_decay", "must be in [0, 1) (0 = off)"
-    yield dec.beam >= 1, "decode.beam", "must be >= 1"
-    yield dec.length_penalty >= 0, "decode.length_penalty", "must be >= 0"
-    yield dec.max_len_a >= 0, "decode.max_len_a", "must be >= 0"
-    yield dec.max_len_b >= 0, "decode.max_len_b", "must be >= 0"
-    yield (
-        dec.max_len_a > 0 or dec.max_len_b >= 1,
-        "decode.max_len_b",
-        ("must be >= 1 when decode.max_len_a is 0 (no room for any output)"),
-    )
-    yield dec.max_tokens >= 1, "decode.max_tokens", "must be >= 1"
-    yield dec.final_beam >= 0, "decode.final_beam", "must be >= 0 (0 = greedy scores only)"
-
-
-def validate(cfg: Config) -> Config:
-    """Check ranges and combinations that types alone cannot; raise NMTError naming the key."""
-    flat = flatten(cfg.to_dict(), "config")
-    for key, allowed in choices().items():
-        if flat[key] not in allowed:
-            raise NMTError(f"'{key}' must be one of {', '.join(allowed)}, got {flat[key]!r}")
-    for key, value in _float_fields(cfg):
-        if not math.isfinite(value):
-            raise NMTError(f"'{key}' must be a finite number, got {value}")
-    for ok, key, message in _checks(cfg):
-        if not ok:
-            raise NMTError(f"'{key}' {message}")
-    return cfg
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

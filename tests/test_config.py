@@ -187,3 +187,23 @@ def test_the_default_recipe_is_configs_multi30k_tiny():
         0.999,
         4000,
     )
+
+
+def test_the_configuration_reference_names_every_key_with_its_default():
+    """docs/configuration.md's table: one row per config key, with the default of today."""
+    from nmt.config import Config, flatten
+
+    from .conftest import ROOT
+
+    rows = {}
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`") and "." in cells[0]:
+            rows[cells[0].strip("`")] = cells[2].strip("`")
+    defaults = flatten(Config().to_dict(), "defaults")
+    assert sorted(rows) == sorted(defaults)
+    for key, value in defaults.items():
+        shown = "none" if value is None else value
+        if isinstance(value, list):
+            shown = tuple(value)
+        assert rows[key] == str(shown), key

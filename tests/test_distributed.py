@@ -64,8 +64,9 @@ def test_one_ddp_update_equals_one_process_fed_both_batches(tmp_path, empty_rank
     single = updater(update_freq=2)
     stats = single.accumulate(both)
     assert ddp["stats"]["tokens"] == stats.tokens == (7 if empty_rank1 else 9)
-    for key in ("loss", "nll", "correct"):
-        assert ddp["stats"][key] == pytest.approx(getattr(stats, key), abs=1e-5)
+    assert list(ddp["stats"]["sums"]) == ["loss", "nll_loss", "num_correct"]
+    for key in ("loss", "nll_loss", "num_correct"):
+        assert ddp["stats"]["sums"][key] == pytest.approx(stats.sums[key], abs=1e-5)
     for g_ddp, p in zip(ddp["grads"], single.model.parameters()):
         torch.testing.assert_close(g_ddp, p.grad, atol=1e-6, rtol=1e-5)
     single.optimizer.zero_grad(set_to_none=True)

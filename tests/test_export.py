@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from nmt.config import DecodeConfig, ModelConfig
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.decode.ct2 import decode_corpus_ct2, load_translator
-from nmt.decode.export import META, build_spec, export_ctranslate2, file_sha256, unmappable
+from nmt.decode.ct2_spec import build_spec, unmappable
+from nmt.decode.export import META, export_ctranslate2, file_sha256
 from nmt.decode.search import decode_corpus, length_limits
 from nmt.model.transformer import Transformer
 from nmt.train.checkpoint import load_for_inference

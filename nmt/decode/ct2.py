@@ -29,7 +29,7 @@ import torch
 
 from nmt.config import DecodeConfig
 from nmt.data.tokenizer import EOS_ID
-from nmt.decode.export import import_ctranslate2
+from nmt.decode.ct2_spec import import_ctranslate2
 from nmt.decode.search import Hypothesis, length_limits, length_penalty
 
 # translate.py --precision -> CTranslate2 compute_type ("default": the type stored at export).
