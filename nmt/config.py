@@ -66,7 +66,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, schedule, validation and where the run is written."""
 
-    smoothing: float = 0.1  # eps; the confidence penalty's beta with that smoothing_type
+    smoothing: float = 0.1  # eps, the strength of the smoothing_type convention
     smoothing_type: str = registry.DEFAULT  # a convention of nmt.objective.smoothing
     lr: float = 5e-3
     warmup_steps: int = 500

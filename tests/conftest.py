@@ -175,3 +175,11 @@ def multi30k_run(tmp_path_factory):
         env={"NMT_CACHE": str(tmp_path_factory.getbasetemp() / "nmt-cache"), "HF_HUB_OFFLINE": "1"},
     )
     return proc, run_dir
+
+
+@pytest.fixture(scope="session")
+def finished_multi30k_run(multi30k_run) -> Path:
+    """multi30k_run's directory, checked to have finished."""
+    proc, path = multi30k_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return path

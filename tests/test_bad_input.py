@@ -279,37 +279,6 @@ def test_flag_parse_errors_are_one_line_too(tmp_path, cli, args, message):
     assert proc.stderr.rstrip().endswith("--help")
 
 
-def test_folder_resolution_by_name_folder_and_shards(tmp_path):
-    from nmt.data.sources import resolve_folder
-    from nmt.errors import NMTError
-
-    roles = {"train": "train", "validation": "valid", "test": "test"}
-    for name in (
-        "train/a.jsonl",
-        "train/b.jsonl",
-        "data/dev.jsonl",
-        "README.md",
-        "notes.jsonl",
-        "test-00000-of-00002.parquet",
-        "test-00001-of-00002.parquet",
-        ".git/x.jsonl",
-    ):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("{}\n")  # fmt: skip
-    found = {k: [str(p.relative_to(tmp_path)) for p in v] for k, v in
-             resolve_folder(tmp_path, roles).items()}  # fmt: skip
-    assert found == {
-        "train": ["train/a.jsonl", "train/b.jsonl"],  # a folder named for the split
-        "validation": ["data/dev.jsonl"],
-        "test": ["test-00000-of-00002.parquet", "test-00001-of-00002.parquet"],  # one, sharded
-    }
-    (tmp_path / "train.csv").write_text("en,xx\n")
-    with pytest.raises(NMTError) as err:  # two formats of one name: only the file flag helps
-        resolve_folder(tmp_path, {"train": "train"})
-    assert str(err.value).endswith("keep one, or choose with --train-file FILE")
-    assert "train.csv, train/" in str(err.value)
-
-
 def test_a_folder_whose_files_name_no_split_says_so(tmp_path):
     write_jsonl(tmp_path / "d" / "data.jsonl", synthetic_pairs(10, 1))
     line = one_error_line(train(tmp_path / "d", tmp_path))

@@ -20,7 +20,7 @@ from nmt.data.dataset import (
 )
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_or_load
 from nmt.errors import NMTError
-from tests.conftest import ROOT, synthetic_pairs, write_jsonl
+from tests.conftest import synthetic_pairs, write_jsonl
 
 
 def lengths(n=500, seed=0):
@@ -261,12 +261,3 @@ def test_tokenizing_in_two_processes_gives_the_same_table(tmp_path):
     assert len(two.table.cache_files) == 2  # one Arrow shard per process
     assert one.rows(range(300)) == two.rows(range(300))
     assert (one.lengths()[1] == two.lengths()[1]).all()
-
-
-def test_the_project_root_is_the_checkout_whatever_the_package_depth():
-    """The default data/multi30k and the sweep's train.py are found from the module's path."""
-    from nmt.data.sources import DEFAULT_LOCAL_DIRS, PROJECT_ROOT
-    from nmt.study.sweep import TRAIN_PY
-
-    assert PROJECT_ROOT == ROOT and TRAIN_PY == ROOT / "train.py" and TRAIN_PY.is_file()
-    assert DEFAULT_LOCAL_DIRS[1] == ROOT / "data" / "multi30k"

@@ -97,3 +97,16 @@ def test_help_and_report_notes_come_from_the_registry():
         "log((1 - eps + eps/K) / (eps/K)) for uniform smoothing over K entries "
         "(log((1 - eps) / (eps/(K - 1))) for fairseq's; none for the confidence penalty)"
     )
+
+
+def test_the_default_run_directory_names_the_objective():
+    """Two conventions at one eps never share a default run directory."""
+    from nmt.config import Config, TrainConfig
+    from nmt.train.run import default_run_dir
+
+    def path(kind, eps=0.1):
+        return str(default_run_dir(Config(train=TrainConfig(smoothing=eps, smoothing_type=kind))))
+
+    assert path("uniform") == "runs/multi30k-en-de-ls0.1"
+    assert path("fairseq") == "runs/multi30k-en-de-ls0.1-fairseq"
+    assert path("confidence-penalty", 0.5) == "runs/multi30k-en-de-ls0.5-confidence-penalty"

@@ -3,7 +3,7 @@
     python -m nmt.sweep --smoothing 0 0.1 0.2 [--seeds 1 2 3] [--sweep-dir DIR] [train.py flags]
 
 Each run is a real `train.py` process in DIR/ls<eps>-seed<seed> (DIR/ls<eps>-<type>-seed<seed>
-under a --smoothing-type other than uniform). The runs share the tokenizer
+under a --smoothing-type other than the default). The runs share the tokenizer
 (it is cached by corpus and settings) and, for a given seed, the initial weights and the batch
 order. A run with a results.json is finished and never retrained, so running the same command
 again after an interruption continues the sweep, an unfinished run from its last checkpoint.
@@ -115,7 +115,7 @@ def copy_artifacts(run_dir: Path, dest_root: Path) -> Path:
 
 def run_name(eps: float, seed: int, smoothing_type: str = registry.DEFAULT) -> str:
     """The run directory's name inside the sweep: ls0.1-seed1 for the default convention,
-    ls0.1-fairseq-seed1 for another (the registry's run-name suffix: distinct for distinct eps
+    ls0.1-<name>-seed1 for another (the registry's run-name suffix: distinct for distinct eps
     and conventions, so the runs of two sweeps can share one --artifacts folder and report)."""
     return f"ls{format_eps(eps)}{registry.get(smoothing_type).run_suffix()}-seed{seed}"
 

@@ -33,8 +33,9 @@ REPLACED = ".overwritten"
 
 
 def default_run_dir(cfg: Config) -> Path:
-    """runs/<dataset>-<src>-<tgt>-ls<eps>[-<convention>], e.g. runs/multi30k-en-de-ls0.1, or
-    runs/multi30k-en-de-ls0.1-fairseq (the registry's run-name suffix): one name per objective."""
+    """runs/<dataset>-<src>-<tgt>-ls<eps>[-<convention>], e.g. runs/multi30k-en-de-ls0.1; a
+    convention other than the default adds the registry's run-name suffix: one name per
+    objective."""
     d = cfg.data
     source = d.train_file or d.dataset or "multi30k"
     name = Path(source).stem if d.train_file else Path(source.rstrip("/")).name

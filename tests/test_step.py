@@ -1,0 +1,89 @@
+"""UpdateStep (nmt/train/step.py): accumulation, token normalisation, precision, and that it
+stands alone (no trainer, TensorBoard, run directory or data)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt.config import TrainConfig
+from nmt.objective.loss import TranslationLoss, split_target
+from nmt.train.precision import resolve_precision
+
+from .test_trainer import A_SRC, A_TGT, B_SRC, B_TGT, V, batch, grads, updater
+
+
+def test_accumulated_gradient_equals_one_big_batch():
+    split = updater(update_freq=2)
+    split.accumulate([batch(A_SRC, A_TGT), batch(B_SRC, B_TGT)])
+    whole = updater()
+    whole.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
+    for g1, g2 in zip(grads(split.model), grads(whole.model)):
+        assert torch.allclose(g1, g2, atol=1e-7)
+    # And it is the gradient of the mean smoothed loss over all 9 target tokens (A: 5 + 2, B: 2).
+    ref = updater()
+    b = batch(A_SRC + B_SRC, A_TGT + B_TGT)
+    assert b.num_tokens == 9 and torch.equal(b.labels, split_target(b.tgt)[1])
+    out = TranslationLoss(V, smoothing=0.1)(ref.model(b.src, split_target(b.tgt)[0]), b.tgt)
+    assert int(out["num_tokens"]) == 9
+    out["loss"].backward()
+    for g1, g2 in zip(grads(split.model), grads(ref.model)):
+        assert torch.allclose(g1, g2, atol=1e-7)
+
+
+def test_per_batch_means_would_differ():
+    # Guard that the test above can fail: averaging per-batch means weights B's 2 tokens
+    # like A's 7 and gives another gradient.
+    t = updater()
+    loss = TranslationLoss(V, smoothing=0.1)
+    for src_seqs, tgt_seqs in ((A_SRC, A_TGT), (B_SRC, B_TGT)):
+        b = batch(src_seqs, tgt_seqs)
+        (loss(t.model(b.src, b.tgt_in), b.tgt)["loss"] / 2).backward()
+    whole = updater()
+    whole.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
+    assert not all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(grads(t.model), grads(whole.model))
+    )
+
+
+def test_train_step_updates_and_schedules():
+    t = updater()
+    before = [p.detach().clone() for p in t.model.parameters()]
+    stats = t.step([batch(A_SRC, A_TGT)])
+    assert stats.tokens == 7 and stats.grad_norm > 0 and not stats.skipped
+    assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
+    assert all(p.grad is None for p in t.model.parameters())
+    assert t.lr == pytest.approx(TrainConfig().lr * 2 / TrainConfig().warmup_steps)
+
+
+def test_precision_resolution_on_cpu():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+
+
+def test_bf16_autocast_step_on_cpu_tracks_fp32():
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        t = updater(precision=precision)
+        assert t.amp_dtype == {"fp32": None, "bf16": torch.bfloat16}[precision]
+        stats = t.accumulate([batch(A_SRC + B_SRC, A_TGT + B_TGT)])
+        losses[precision] = stats.loss / stats.tokens
+        assert all(torch.isfinite(p.grad).all() for p in t.model.parameters())
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
+
+
+def test_the_update_step_stands_alone():
+    """What bench/ imports to time an update: no trainer, TensorBoard, run directory or data."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nmt.train.step; print(sorted(m for m in sys.modules if m.startswith(("
+        "'tensorboard', 'torch.utils.tensorboard', 'nmt.train.trainer', 'nmt.train.run', "
+        "'nmt.data.dataset', 'nmt.data.sources', 'datasets'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
