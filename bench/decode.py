@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from decode_peers import PieceList, base_model, ct2_translators, marian_like
 
 from nmt.data.batching import make_batches, pad
 from nmt.data.dataset import encode_split, load_dataset_dict, read_split
-from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.data.tokenizer import EOS_ID, PAD_ID
 from nmt.decode.search import beam_search, greedy_search
 from nmt.train.checkpoint import load_for_inference
 
@@ -64,92 +65,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-class PieceList:
-    """What nmt.decode.ct2_spec.build_spec reads of a Tokenizer, for a random-weight model."""
-
-    def __init__(self, tok, size: int):
-        self.size, self.sp = size, self
-        self._real = tok
-
-    def __len__(self) -> int:
-        return self.size
-
-    def id_to_piece(self, i: int) -> str:
-        return self._real.sp.id_to_piece(i) if i < len(self._real) else f"<extra{i}>"
-
-    def unk_id(self) -> int:
-        return self._real.sp.unk_id()
-
-    def bos_id(self) -> int:
-        return self._real.sp.bos_id()
-
-    def eos_id(self) -> int:
-        return self._real.sp.eos_id()
-
-
-def base_model(cfg, vocab: int):
-    """A random-weight Transformer-base with the checkpoint's special ids (fixed lengths only)."""
-    from nmt.model.transformer import Transformer
-
-    base = dataclasses.replace(
-        cfg.model, encoder_layers=6, decoder_layers=6, d_model=512, heads=8, ffn_dim=2048
-    )
-    torch.manual_seed(0)
-    return dataclasses.replace(cfg, model=base), Transformer(base, vocab).eval()
-
-
-def ct2_translators(model, tok, folder: Path, threads: int) -> dict:
-    """CTranslate2 translators of model: float32 and int8 compute."""
-    import ctranslate2
-
-    from nmt.decode.ct2_spec import build_spec
-
-    if not (folder / "model.bin").is_file():
-        spec = build_spec(model, tok)
-        spec.validate()
-        spec.optimize()
-        folder.mkdir(parents=True, exist_ok=True)
-        spec.save(str(folder))
-    return {
-        name: ctranslate2.Translator(
-            str(folder), device="cpu", compute_type=ctype, intra_threads=threads
-        )
-        for name, ctype in (("ct2-fp32", "float32"), ("ct2-int8", "int8"))
-    }
-
-
-def marian_like(cfg, vocab: int, attn: str):
-    """A transformers MarianMTModel with our model's sizes and special ids (random weights)."""
-    from transformers import MarianConfig, MarianMTModel
-
-    m = cfg.model
-    config = MarianConfig(
-        vocab_size=vocab,
-        d_model=m.d_model,
-        encoder_layers=m.encoder_layers,
-        decoder_layers=m.decoder_layers,
-        encoder_attention_heads=m.heads,
-        decoder_attention_heads=m.heads,
-        encoder_ffn_dim=m.ffn_dim,
-        decoder_ffn_dim=m.ffn_dim,
-        activation_function=m.activation,
-        max_position_embeddings=m.max_positions,
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        scale_embedding=True,
-        share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=True,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        decoder_start_token_id=BOS_ID,
-        forced_eos_token_id=None,
-    )
-    config._attn_implementation = attn
-    torch.manual_seed(0)
-    return MarianMTModel(config).eval()
-
-
 def timed(fn: Callable[[], int], sentences: int) -> dict[str, float]:
     """Run fn (returns target tokens produced); seconds, tokens/s and sentences/s."""
     start = time.perf_counter()
@@ -158,96 +73,100 @@ def timed(fn: Callable[[], int], sentences: int) -> dict[str, float]:
     return {"seconds": seconds, "tok_s": tokens / seconds, "sent_s": sentences / seconds}
 
 
-def main() -> None:
-    args = parse_args()
-    torch.set_num_threads(args.threads)
-    model, tok, cfg, _ = load_for_inference(args.checkpoint, "cpu")
-    vocab = len(tok)
-    if args.shape == "base":
-        vocab = args.vocab
-        cfg, model = base_model(cfg, vocab)
-    data_cfg = dataclasses.replace(cfg.data, dataset=args.dataset)
-    sources, targets = read_split(load_dataset_dict(data_cfg), data_cfg.test_split, data_cfg)
-    sources, targets = sources[: args.limit], targets[: args.limit]
-    src_ids = encode_split("test", sources, targets, tok, data_cfg.max_len).src_ids
-    lens = np.array([len(s) for s in src_ids])
-    batch_idx = make_batches(lens, lens, 10**9, shuffle=False, max_sentences=args.batch_size)
-    batches = [pad([src_ids[i] for i in b]) for b in batch_idx]
-    order = [i for b in batch_idx for i in b]  # sentence of each output, batch after batch
-    n = len(src_ids)
-    a, b, L = cfg.decode.max_len_a, cfg.decode.max_len_b, args.fixed_len
-    # transformers' default attention (sdpa) and its eager one: the faster is the reference.
-    attns = () if args.skip_generate else ("sdpa", "eager")
-    hf = {attn: marian_like(cfg, vocab, attn) for attn in attns}
-    ct2 = {}
-    if args.ct2:
-        pieces = tok if args.shape == "checkpoint" else PieceList(tok, vocab)
-        folder = Path("/tmp") / f"bench-decode-ct2-{args.shape}-{vocab}-{os.getpid()}"
-        ct2 = ct2_translators(model, pieces, folder, args.threads)
+class Bench:
+    """One benchmark: the model, the length-sorted test batches, the peers, and the outputs
+    each variant produced (results), keyed by (beam, cache, fixed) or (beam, engine)."""
 
-    def ours(beam: int, cache: bool, fixed: bool) -> Callable[[], int]:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        model, tok, cfg, _ = load_for_inference(args.checkpoint, "cpu")
+        vocab = len(tok)
+        if args.shape == "base":
+            vocab = args.vocab
+            cfg, model = base_model(cfg, vocab)
+        self.model, self.tok, self.cfg = model, tok, cfg
+        data_cfg = dataclasses.replace(cfg.data, dataset=args.dataset)
+        sources, targets = read_split(load_dataset_dict(data_cfg), data_cfg.test_split, data_cfg)
+        sources, self.targets = sources[: args.limit], targets[: args.limit]
+        self.src_ids = encode_split("test", sources, self.targets, tok, data_cfg.max_len).src_ids
+        lens = np.array([len(s) for s in self.src_ids])
+        batch_idx = make_batches(lens, lens, 10**9, shuffle=False, max_sentences=args.batch_size)
+        self.batches = [pad([self.src_ids[i] for i in b]) for b in batch_idx]
+        self.order = [i for b in batch_idx for i in b]  # sentence of each output, batch by batch
+        self.n = len(self.src_ids)
+        self.a, self.b, self.L = cfg.decode.max_len_a, cfg.decode.max_len_b, args.fixed_len
+        # transformers' default attention (sdpa) and its eager one: the faster is the reference.
+        attns = () if args.skip_generate else ("sdpa", "eager")
+        self.hf = {attn: marian_like(cfg, vocab, attn) for attn in attns}
+        self.ct2 = {}
+        if args.ct2:
+            pieces = tok if args.shape == "checkpoint" else PieceList(tok, vocab)
+            folder = Path("/tmp") / f"bench-decode-ct2-{args.shape}-{vocab}-{os.getpid()}"
+            self.ct2 = ct2_translators(model, pieces, folder, args.threads)
+        self.results: dict = {}
+
+    def ours(self, beam: int, cache: bool, fixed: bool) -> Callable[[], int]:
+        """Our search (with or without the KV cache) over every batch; returns tokens made."""
+        cfg, L = self.cfg, self.L
+
         def run() -> int:
             total, outputs = 0, []
-            for src in batches:
-                la, lb, mn = (0.0, L, L - 1) if fixed else (a, b, 0)
+            for src in self.batches:
+                la, lb, mn = (0.0, L, L - 1) if fixed else (self.a, self.b, 0)
                 if beam == 1:
                     hyps = greedy_search(
-                        model, src, la, lb, cfg.model.max_positions, 1.0, cache, mn
+                        self.model, src, la, lb, cfg.model.max_positions, 1.0, cache, mn
                     )
                 else:
-                    hyps = [
-                        h[0]
-                        for h in beam_search(
-                            model, src, beam, la, lb, cfg.model.max_positions, 1.0, 1, cache, mn
-                        )
-                    ]
+                    found = beam_search(self.model, src, beam, la, lb, cfg.model.max_positions,
+                                        1.0, 1, cache, mn)  # fmt: skip
+                    hyps = [h[0] for h in found]
                 outputs += [h.tokens for h in hyps]
                 total += sum(len(h.tokens) + 1 for h in hyps)
             in_order = [None] * len(outputs)
-            for i, tokens in zip(order, outputs):
+            for i, tokens in zip(self.order, outputs):
                 in_order[i] = tokens
-            results[(beam, cache, fixed)] = in_order
+            self.results[(beam, cache, fixed)] = in_order
             return total
 
         return run
 
-    def generate(beam: int, attn: str) -> Callable[[], int]:
+    def generate(self, beam: int, attn: str) -> Callable[[], int]:
+        """transformers' generate() at exactly L new tokens per sentence."""
+
         def run() -> int:
             total = 0
             with torch.no_grad():
-                for src in batches:
-                    out = hf[attn].generate(
-                        input_ids=src,
-                        attention_mask=src != PAD_ID,
-                        num_beams=beam,
-                        do_sample=False,
-                        min_new_tokens=L,
-                        max_new_tokens=L,
+                for src in self.batches:
+                    out = self.hf[attn].generate(
+                        input_ids=src, attention_mask=src != PAD_ID, num_beams=beam,
+                        do_sample=False, min_new_tokens=self.L, max_new_tokens=self.L,
                         use_cache=True,
-                    )
+                    )  # fmt: skip
                     total += (out.size(1) - 1) * out.size(0)  # new tokens after the start token
             return total
 
         return run
 
-    def engine(beam: int, name: str, fixed: bool) -> Callable[[], int]:
+    def engine(self, beam: int, name: str, fixed: bool) -> Callable[[], int]:
+        """A CTranslate2 translator: translate.py's own path, or L steps per sentence."""
         from nmt.decode.ct2 import decode_corpus_ct2
 
-        search = dataclasses.replace(cfg.decode, beam=beam)
+        search, tok, L = dataclasses.replace(self.cfg.decode, beam=beam), self.tok, self.L
 
         def run() -> int:
             if not fixed:  # exactly what translate.py --engine ctranslate2 runs
                 found = decode_corpus_ct2(
-                    ct2[name], tok, src_ids, search, max_positions=cfg.model.max_positions,
-                    batch_size=args.batch_size,
+                    self.ct2[name], tok, self.src_ids, search,
+                    max_positions=self.cfg.model.max_positions, batch_size=self.args.batch_size,
                 )  # fmt: skip
-                results[(beam, name)] = [h[0].tokens for h in found]
+                self.results[(beam, name)] = [h[0].tokens for h in found]
                 return sum(len(h[0].tokens) + 1 for h in found)
             total = 0
-            for src in batches:  # L decoder steps each, as ours: L - 1 tokens + EOS
+            for src in self.batches:  # L decoder steps each, as ours: L - 1 tokens + EOS
                 pieces = [[tok.sp.id_to_piece(t) for t in row if t not in (PAD_ID, EOS_ID)]
                           for row in src.tolist()]  # fmt: skip
-                out = ct2[name].translate_batch(
+                out = self.ct2[name].translate_batch(
                     pieces, beam_size=beam, max_decoding_length=L, min_decoding_length=L,
                     max_input_length=0,
                 )  # fmt: skip
@@ -256,43 +175,56 @@ def main() -> None:
 
         return run
 
-    results: dict = {}
-    variants: dict[str, Callable[[], int]] = {}
-    for beam in (1, args.beam):
-        name = "greedy" if beam == 1 else f"beam{beam}"
-        if args.shape == "checkpoint":
-            variants[f"{name} natural ours"] = ours(beam, True, False)
-            variants[f"{name} natural no-cache"] = ours(beam, False, False)
-            for engine_name in ct2:
-                variants[f"{name} natural {engine_name}"] = engine(beam, engine_name, False)
-        variants[f"{name} fixed ours"] = ours(beam, True, True)
-        if args.shape == "checkpoint":
-            variants[f"{name} fixed no-cache"] = ours(beam, False, True)
-        for attn in hf:
-            variants[f"{name} fixed generate-{attn}"] = generate(beam, attn)
-        for engine_name in ct2:
-            variants[f"{name} fixed {engine_name}"] = engine(beam, engine_name, True)
-    if args.only:
-        variants = {k: v for k, v in variants.items() if args.only in k}
-    best: dict[str, dict[str, float]] = {}
-    for r in range(args.rounds):
-        for name, fn in variants.items():
-            if "no-cache" in name and r >= args.nocache_rounds:
-                continue
-            t = timed(fn, n)
-            if name not in best or t["seconds"] < best[name]["seconds"]:
-                best[name] = t
-            print(f"round {r + 1}: {name:28s} {t['seconds']:7.2f} s", flush=True)
-    for beam in (1, args.beam):
-        if (beam, True, False) in results and (beam, False, False) in results:
-            same = results[(beam, True, False)] == results[(beam, False, False)]
-            print(f"beam {beam}: cached and no-cache translations identical: {same}")
-        for engine_name in ct2:
-            if (beam, True, False) in results and (beam, engine_name) in results:
-                pairs = zip(results[(beam, True, False)], results[(beam, engine_name)])
-                same = sum(x == y for x, y in pairs)
-                print(f"beam {beam}: {engine_name} lines identical to ours: {same} of {n}")
-    if args.shape == "checkpoint":
+    def variants(self) -> dict[str, Callable[[], int]]:
+        """Every variant to time, by name (--only keeps those containing its text)."""
+        natural = self.args.shape == "checkpoint"
+        out: dict[str, Callable[[], int]] = {}
+        for beam in (1, self.args.beam):
+            name = "greedy" if beam == 1 else f"beam{beam}"
+            if natural:
+                out[f"{name} natural ours"] = self.ours(beam, True, False)
+                out[f"{name} natural no-cache"] = self.ours(beam, False, False)
+                for engine_name in self.ct2:
+                    out[f"{name} natural {engine_name}"] = self.engine(beam, engine_name, False)
+            out[f"{name} fixed ours"] = self.ours(beam, True, True)
+            if natural:
+                out[f"{name} fixed no-cache"] = self.ours(beam, False, True)
+            for attn in self.hf:
+                out[f"{name} fixed generate-{attn}"] = self.generate(beam, attn)
+            for engine_name in self.ct2:
+                out[f"{name} fixed {engine_name}"] = self.engine(beam, engine_name, True)
+        if self.args.only:
+            out = {k: v for k, v in out.items() if self.args.only in k}
+        return out
+
+    def time_all(self) -> dict[str, dict[str, float]]:
+        """Each variant's best of --rounds (no-cache ones for --nocache-rounds only)."""
+        best: dict[str, dict[str, float]] = {}
+        variants = self.variants()
+        for r in range(self.args.rounds):
+            for name, fn in variants.items():
+                if "no-cache" in name and r >= self.args.nocache_rounds:
+                    continue
+                t = timed(fn, self.n)
+                if name not in best or t["seconds"] < best[name]["seconds"]:
+                    best[name] = t
+                print(f"round {r + 1}: {name:28s} {t['seconds']:7.2f} s", flush=True)
+        return best
+
+    def check_outputs(self) -> None:
+        """Cached = no-cache translations, CTranslate2's lines against ours, and BLEU."""
+        results, n = self.results, self.n
+        for beam in (1, self.args.beam):
+            if (beam, True, False) in results and (beam, False, False) in results:
+                same = results[(beam, True, False)] == results[(beam, False, False)]
+                print(f"beam {beam}: cached and no-cache translations identical: {same}")
+            for engine_name in self.ct2:
+                if (beam, True, False) in results and (beam, engine_name) in results:
+                    pairs = zip(results[(beam, True, False)], results[(beam, engine_name)])
+                    same = sum(x == y for x, y in pairs)
+                    print(f"beam {beam}: {engine_name} lines identical to ours: {same} of {n}")
+        if self.args.shape != "checkpoint":
+            return
         from nmt.study.metrics import corpus_scores
 
         for key, outputs in sorted(results.items(), key=str):
@@ -300,43 +232,54 @@ def main() -> None:
             if label is None and key[1:] == (True, False):
                 label = "ours"
             if label is not None:
-                bleu = corpus_scores(tok.decode(outputs), targets)["bleu"]
+                bleu = corpus_scores(self.tok.decode(outputs), self.targets)["bleu"]
                 print(f"bleu: beam={beam} variant={label} test_bleu={bleu:.2f}")
 
-    print(
-        f"\n{n} sentences, batches of {args.batch_size}, {args.threads} threads, fp32, "
-        f"torch {torch.__version__}; natural lengths use a={a}, b={b}; fixed = {L} steps"
-    )
-    print(f"{'variant':30s} {'seconds':>8s} {'tok/s':>9s} {'sent/s':>8s}")
-    for name, t in best.items():
-        print(f"{name:30s} {t['seconds']:8.2f} {t['tok_s']:9.0f} {t['sent_s']:8.1f}")
-    summary = []
-    for beam in (1, args.beam):
-        name = "greedy" if beam == 1 else f"beam{beam}"
-        pairs = [
-            (f"{name}_{m}_vs_nocache", f"{name} {m} ours", [f"{name} {m} no-cache"])
-            for m in ("natural", "fixed")
-        ]
-        pairs.append(
-            (
-                f"{name}_vs_generate",
-                f"{name} fixed ours",
-                [f"{name} fixed generate-{a}" for a in hf],
-            )
+    def report(self, best: dict[str, dict[str, float]]) -> None:
+        """The table of every variant, then the ratios against the peers."""
+        args = self.args
+        print(
+            f"\n{self.n} sentences, batches of {args.batch_size}, {args.threads} threads, fp32, "
+            f"torch {torch.__version__}; natural lengths use a={self.a}, b={self.b}; "
+            f"fixed = {self.L} steps"
         )
-        for engine_name in ct2:  # >1: CTranslate2 faster than ours
-            for m in ("natural", "fixed"):
-                pairs.append(
-                    (f"{name}_{m}_{engine_name}_vs_ours", f"{name} {m} {engine_name}",
-                     [f"{name} {m} ours"])
-                )  # fmt: skip
-        for label, ours_name, peers in pairs:
+        print(f"{'variant':30s} {'seconds':>8s} {'tok/s':>9s} {'sent/s':>8s}")
+        for name, t in best.items():
+            print(f"{name:30s} {t['seconds']:8.2f} {t['tok_s']:9.0f} {t['sent_s']:8.1f}")
+        summary = []
+        for label, ours_name, peers in self.ratio_pairs():
             peers = [p for p in peers if p in best]
             if ours_name in best and peers:
                 ratio = best[ours_name]["tok_s"] / max(best[p]["tok_s"] for p in peers)
                 print(f"{label} = {ratio:.2f}x  ({ours_name} / {' or '.join(peers)}, faster)")
                 summary.append(f"{label}={ratio:.2f}")
-    print("decode: " + " ".join(summary))
+        print("decode: " + " ".join(summary))
+
+    def ratio_pairs(self) -> list[tuple[str, str, list[str]]]:
+        """(label, variant, its peers) of every ratio the summary line reports."""
+        out = []
+        for beam in (1, self.args.beam):
+            name = "greedy" if beam == 1 else f"beam{beam}"
+            out += [
+                (f"{name}_{m}_vs_nocache", f"{name} {m} ours", [f"{name} {m} no-cache"])
+                for m in ("natural", "fixed")
+            ]
+            peers = [f"{name} fixed generate-{a}" for a in self.hf]
+            out.append((f"{name}_vs_generate", f"{name} fixed ours", peers))
+            for engine_name in self.ct2:  # >1: CTranslate2 faster than ours
+                for m in ("natural", "fixed"):
+                    out.append((f"{name}_{m}_{engine_name}_vs_ours",
+                                f"{name} {m} {engine_name}", [f"{name} {m} ours"]))  # fmt: skip
+        return out
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    bench = Bench(args)
+    best = bench.time_all()
+    bench.check_outputs()
+    bench.report(best)
 
 
 if __name__ == "__main__":
