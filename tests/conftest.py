@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import random
@@ -183,3 +184,15 @@ def finished_multi30k_run(multi30k_run) -> Path:
     proc, path = multi30k_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     return path
+
+
+def modules_loaded(module_name: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with any of prefixes that importing module_name loads, in a fresh
+    interpreter run from the repository root."""
+    code = (
+        f"import sys, {module_name}; "
+        f"print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)  # fmt: skip
+    return ast.literal_eval(out.stdout)  # a printed list of strings

@@ -143,3 +143,13 @@ def test_a_criterion_logs_its_own_key(tmp_path):
     assert all(v > 0 for _, v in values)
     # The usual keys are still there, and the logged loss is the criterion's own.
     assert [step for step, _ in scalars(run_dir)["train/nll_loss"]] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("name", ["sweep", "report", "export", "average"])
+def test_the_old_module_paths_still_run(name):
+    """python -m nmt.<name> keeps working after the move into stage packages."""
+    from .conftest import module
+
+    proc = module(f"nmt.{name}", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: python -m nmt.{name}")
