@@ -131,6 +131,34 @@ class Config:
         return apply_overrides(cls(), flatten(values, source), source)
 
 
+# What a run may change when it is resumed (its budget and bookkeeping), and what two
+# checkpoints of one run may differ in: nothing else changes what the weights mean.
+BOOKKEEPING = (
+    "train.max_steps",
+    "train.max_epochs",
+    "train.max_minutes",
+    "train.patience",
+    "train.valid_every",
+    "train.save_every",
+    "train.keep_last",
+    "train.log_every",
+    "train.num_samples",
+    "train.max_skipped",
+    "train.device",
+    "train.precision",
+    "train.compile",
+    "train.run_dir",
+    "data.num_proc",
+    "data.cache_dir",
+)
+
+
+def run_identity_changes(old: dict, new: dict) -> list[str]:
+    """The dotted keys (outside BOOKKEEPING) whose values differ between two config dicts."""
+    a, b = flatten(old, "config"), flatten(new, "config")
+    return sorted(k for k in a.keys() | b.keys() if k not in BOOKKEEPING and a.get(k) != b.get(k))
+
+
 def flatten(values: Any, source: str) -> dict[str, Any]:
     """{'train': {'lr': 1}} -> {'train.lr': 1}; a section that is not a mapping is an error."""
     if values is None:

@@ -16,7 +16,7 @@ from nmt.data.tokenizer import BOS_ID, PAD_ID, UNK_ID
 from nmt.decode.search import beam_search, greedy_search
 from nmt.model.transformer import Transformer
 from nmt.train.budget import Horizon, budget_steps
-from nmt.train.checkpoint import load_checkpoint, load_for_inference, save_checkpoint
+from nmt.train.checkpoint import load_checkpoint, load_for_inference
 from nmt.train.ema import EMA
 from nmt.train.optim import build_optimizer, build_scheduler, decay_to_zero
 
@@ -178,81 +178,6 @@ def test_without_max_steps_cosine_ends_at_zero_with_the_last_epoch(cipher, tmp_p
     assert lrs[per_epoch] == pytest.approx(
         1e-2 * 0.5 * (1 + math.cos(math.pi * (per_epoch - 1) / (total - 2)))
     )
-
-
-# ---- checkpoint averaging -------------------------------------------------------------------
-def _checkpoint(path, scale: float, d_model: int = 16, spm=b"tok"):
-    cfg = ModelConfig(d_model=d_model, heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1)
-    model = Transformer(cfg, 20)
-    weights = {k: torch.full_like(v, scale) for k, v in model.state_dict().items()}
-    from nmt.config import Config
-
-    state = {
-        "model": weights,
-        "config": Config(model=cfg).to_dict(),
-        "vocab_size": 20,
-        "spm_model": torch.tensor(list(spm), dtype=torch.uint8),
-        "step": int(scale),
-    }
-    save_checkpoint(state, path)
-    return path
-
-
-def test_average_of_two_checkpoints(tmp_path):
-    from nmt.decode.average import main
-
-    a, b = _checkpoint(tmp_path / "a.pt", 1.0), _checkpoint(tmp_path / "b.pt", 4.0)
-    assert main([str(a), str(b), "--out", str(tmp_path / "avg.pt")]) == 0
-    avg = load_checkpoint(tmp_path / "avg.pt")
-    assert all(torch.all(v == 2.5) for v in avg["model"].values())
-    assert avg["averaged_steps"] == [1, 4] and avg["step"] == 4
-    assert load_checkpoint(a)["model"]["src_embed.weight"][0, 0] == 1.0  # inputs untouched
-
-
-def test_average_last_n_numbered_checkpoints_of_a_run(tmp_path):
-    from nmt.decode.average import main
-
-    for step in (5, 10, 15):
-        _checkpoint(tmp_path / f"checkpoint_step{step}.pt", float(step))
-    assert main(["--last", "2", str(tmp_path), "--out", str(tmp_path / "avg.pt")]) == 0
-    avg = load_checkpoint(tmp_path / "avg.pt")
-    assert avg["averaged_steps"] == [10, 15]
-    assert all(torch.all(v == 12.5) for v in avg["model"].values())
-
-
-@pytest.mark.parametrize(
-    "other, needle",
-    [
-        (dict(d_model=32), "has another architecture than"),
-        (dict(spm=b"other"), "has another vocabulary than"),
-    ],
-)
-def test_average_refuses_checkpoints_that_disagree(tmp_path, capsys, other, needle):
-    from nmt.decode.average import main
-
-    a = _checkpoint(tmp_path / "a.pt", 1.0)
-    b = _checkpoint(tmp_path / "b.pt", 2.0, **other)
-    assert main([str(a), str(b), "--out", str(tmp_path / "avg.pt")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
-    assert not (tmp_path / "avg.pt").exists()
-
-
-def test_average_refuses_to_write_over_an_input_or_with_too_few(tmp_path, capsys):
-    from nmt.decode.average import main
-
-    a, b = _checkpoint(tmp_path / "a.pt", 1.0), _checkpoint(tmp_path / "b.pt", 2.0)
-    before = a.read_bytes()
-    assert main([str(a), str(b), "--out", str(a)]) == 2
-    assert a.read_bytes() == before
-    assert main([str(a), "--out", str(tmp_path / "x.pt")]) == 2
-    assert main(["--last", "3", str(tmp_path), "--out", str(tmp_path / "x.pt")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert [line.split(";")[0] for line in err] == [
-        f"error: --out {a} is one of the checkpoints to average",
-        "error: give at least two checkpoints to average",
-        f"error: {tmp_path} has 0 numbered checkpoints, 3 asked for",
-    ]
 
 
 # ---- search ---------------------------------------------------------------------------------
