@@ -21,7 +21,14 @@ from nmt.data.dataset import truncate
 from nmt.data.tokenizer import EOS_ID
 from nmt.decode.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
 from nmt.decode.ct2_spec import import_ctranslate2
-from nmt.decode.export import META, SPM_FILE, cached_export, is_export, read_export
+from nmt.decode.export import (
+    META,
+    SPM_FILE,
+    cached_export,
+    incomplete_export,
+    is_export,
+    read_export,
+)
 from nmt.decode.search import decode_corpus
 from nmt.decode.textio import check_output, read_lines, write_output
 from nmt.errors import ArgumentParser, NMTError
@@ -154,6 +161,9 @@ def load_engine(args: argparse.Namespace, device):
             f"--checkpoint {args.checkpoint} is a CTranslate2 export; "
             "translate with it using --engine ctranslate2"
         )
+    error = incomplete_export(args.checkpoint)
+    if error is not None:
+        raise error
     model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
     return model, tok, cfg
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 
 import pytest
@@ -147,3 +148,74 @@ def test_output_onto_a_file_of_the_export_is_refused(run_dir, tmp_path):
             f"error: --output {out / name} is the --checkpoint file; choose another output path"
         )
         assert (out / name).read_bytes() == before
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_overwrite_replaces_an_export_never_the_users_files_in_it(run_dir, tmp_path):
+    out = export_ctranslate2(run_dir, tmp_path / "ct2")
+    assert json.loads((out / META).read_text())["files"] == sorted(
+        p.name for p in out.iterdir() if p.name != META
+    )
+    (out / "notes.md").write_text("my notes\n")
+    (out / "eval").mkdir()
+    (out / "eval" / "bleu.txt").write_text("39.4\n")
+    kept = {p: _sha(p) for p in (out / "notes.md", out / "eval" / "bleu.txt", out / "model.bin")}
+    proc = module("nmt.export", str(run_dir), "--format", "ctranslate2", "--out", str(out),
+                  "--overwrite")  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: --out {out} holds files the export did not write (eval, notes.md); move them "
+        "out first, or choose another --out: --overwrite replaces an export, never anything "
+        "else\n"
+    )
+    assert {p: _sha(p) for p in kept} == kept
+    (out / "notes.md").unlink()
+    shutil.rmtree(out / "eval")
+    proc = module("nmt.export", str(run_dir), "--format", "ctranslate2", "--out", str(out),
+                  "--overwrite", "--quantization", "int8")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / META).read_text())["quantization"] == "int8"
+
+
+def test_a_swapped_tokenizer_is_refused(run_dir, tmp_path):
+    out = export_ctranslate2(run_dir, tmp_path / "ct2")
+    meta = json.loads((out / META).read_text())
+    assert meta["tokenizer_sha256"] == _sha(out / "sentencepiece.model")
+    other = tmp_path / "other-spm"
+    other.write_bytes((out / "sentencepiece.model").read_bytes()[:-7] + b"changed")
+    shutil.copy(other, out / "sentencepiece.model")
+    proc = run("translate.py", "--checkpoint", str(out), "--engine", "ctranslate2",
+               stdin="A dog.\n")  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        f"error: {out / 'sentencepiece.model'} is not the tokenizer this model was exported "
+        "with (its SHA-256 differs from nmt_export.json's); export the checkpoint again\n"
+    )
+
+
+@pytest.mark.parametrize("engine", ["native", "ctranslate2"])
+def test_an_export_without_its_record_is_called_incomplete(run_dir, tmp_path, engine):
+    out = export_ctranslate2(run_dir, tmp_path / "ct2")
+    (out / META).unlink()
+    proc = run("translate.py", "--checkpoint", str(out), "--engine", engine, stdin="A dog.\n")
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: {out} holds a CTranslate2 model but no {META}: the export is incomplete (or not "
+        "this project's); export the checkpoint again with python -m nmt.export\n"
+    )
+
+
+@pytest.mark.parametrize("content", [b"hello\n", bytes(range(256)) * 8])
+def test_a_file_that_is_not_a_checkpoint_is_called_so(tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    proc = module("nmt.export", str(path), "--format", "ctranslate2", "--out",
+                  str(tmp_path / "ct2"))  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: {path} is not a readable checkpoint (truncated or not a torch file); pass a run "
+        "directory or a checkpoint .pt file that train.py wrote\n"
+    )
+    assert not (tmp_path / "ct2").exists()

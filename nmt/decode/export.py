@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -53,8 +54,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# What an export made before exports listed their files consists of.
+EXPORT_FILES = re.compile(r"model\.bin|config\.json|\w*vocabulary\.(json|txt)|sentencepiece\.model")
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
-    """--out must be new, or (with overwrite) an earlier export; never another folder."""
+    """--out must be new, or (with overwrite) an earlier export holding nothing else; never
+    another folder, never a file the export did not write."""
     if not out.exists():
         if not out.parent.is_dir():
             raise NMTError(f"--out {out}: folder {out.parent} does not exist")
@@ -67,6 +73,23 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise NMTError(
             f"--out {out} is not an export of this project (no {META}); "
             "--overwrite only replaces an earlier export"
+        )
+    try:
+        listed = set(json.loads((out / META).read_text()).get("files") or [])
+    except (OSError, ValueError, AttributeError):
+        listed = set()
+    others = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name != META
+        and p.name not in listed
+        and not (not listed and p.is_file() and EXPORT_FILES.fullmatch(p.name))
+    )
+    if others:
+        raise NMTError(
+            f"--out {out} holds files the export did not write ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}); move them out first, or choose another "
+            "--out: --overwrite replaces an export, never anything else"
         )
 
 
@@ -98,6 +121,7 @@ def export_ctranslate2(
         "checkpoint_sha256": file_sha256(path),
         "step": state.get("step"),
         "weights": "ema" if state.get("ema") is not None else "model",
+        "tokenizer_sha256": hashlib.sha256(tok.proto).hexdigest(),
         "max_len": cfg.data.max_len,
         "max_positions": cfg.model.max_positions,
         "decode": cfg.to_dict()["decode"],
@@ -110,6 +134,7 @@ def export_ctranslate2(
         tmp.mkdir()
         spec.save(str(tmp))
         tok.save(tmp / SPM_FILE)
+        meta["files"] = sorted(p.name for p in tmp.iterdir())  # what --overwrite may replace
         write_atomic(tmp / META, (json.dumps(meta, indent=2) + "\n").encode())
         if out.exists():  # an earlier export, checked above: swap, then drop it
             out.rename(old)
@@ -134,7 +159,32 @@ def read_export(folder: str | Path) -> dict:
         ) from None
     if meta.get("format_version") != META_VERSION or not (folder / "model.bin").is_file():
         raise NMTError(f"{folder}: unknown or incomplete export; export the checkpoint again")
+    expected = meta.get("tokenizer_sha256")  # exports before it was recorded cannot be checked
+    if expected is not None and _sha256_or_none(folder / SPM_FILE) != expected:
+        raise NMTError(
+            f"{folder / SPM_FILE} is not the tokenizer this model was exported with (its "
+            "SHA-256 differs from nmt_export.json's); export the checkpoint again"
+        )
     return meta
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def incomplete_export(path: str | Path) -> NMTError | None:
+    """The error for a folder that holds CTranslate2 files but no nmt_export.json (an export
+    that was copied or cut short), or None."""
+    path = Path(path)
+    if path.is_dir() and not (path / META).exists() and (path / "model.bin").exists():
+        return NMTError(
+            f"{path} holds a CTranslate2 model but no {META}: the export is incomplete (or not "
+            "this project's); export the checkpoint again with python -m nmt.export"
+        )
+    return None
 
 
 def is_export(path: str | Path) -> bool:
@@ -145,6 +195,9 @@ def is_export(path: str | Path) -> bool:
 def cached_export(checkpoint: str | Path) -> Path:
     """The CTranslate2 export of a checkpoint in $NMT_CACHE/ctranslate2/<sha256>, made on
     first use (float32; translate.py's --quantization converts on load)."""
+    error = incomplete_export(checkpoint)
+    if error is not None:
+        raise error
     path = checkpoint_file(checkpoint)
     if not path.is_file():
         raise NMTError(f"checkpoint {path} does not exist")

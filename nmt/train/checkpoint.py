@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,11 +184,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise NMTError(f"checkpoint {path} does not exist; pass a run directory or a .pt file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a damaged file fails anywhere in torch's unpickler
+        with warnings.catch_warnings():  # a foreign pickle warns before it fails
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # a damaged file fails anywhere in torch's unpickler
         raise NMTError(
-            f"{path} is not a readable checkpoint (truncated or not a torch file: "
-            f"{str(exc).strip().splitlines()[0][:120]})"
+            f"{path} is not a readable checkpoint (truncated or not a torch file); pass a run "
+            "directory or a checkpoint .pt file that train.py wrote"
         ) from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise NMTError(f"{path} is not a checkpoint written by this project")
