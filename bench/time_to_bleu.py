@@ -9,8 +9,10 @@ should run on the machine. Its best checkpoint (the EMA weights when the recipe 
 is then scored on the validation and test splits with translate.py's search: beam --beam, the
 checkpoint's length penalty unless --length-penalty is given. A budget whose run directory
 already holds a results.json and a score is reported again, not retrained, so the command
-can be continued across sessions; an unfinished one is started again from scratch (its
-timing would be wrong otherwise).
+can be continued across sessions. The benchmark marks each run directory it starts
+(time_to_bleu.started); only such a run, unfinished, is started again from scratch (its
+timing would be wrong otherwise), and a finished one of its own that lacks a score is scored.
+Any other existing folder is refused with its path, never replaced.
 
 The last lines read, one per budget,
   time_to_bleu: minutes=M test_bleu=X valid_bleu=Y test_bleu_lc=Z wall_minutes=W updates=N
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 import time
@@ -33,7 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def parse_args() -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from nmt.errors import ArgumentParser  # one 'error:' line for a bad flag
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=float, nargs="+", required=True, help="budgets")
     p.add_argument("--out", default=str(Path.home() / "runs" / "time_to_bleu"))
     p.add_argument("--name", default="recipe", help="run folders are OUT/NAME-m<M>")
@@ -76,19 +81,51 @@ def score(run_dir: Path, beam: int, alpha: float | None) -> dict:
     return out
 
 
+MARK = "time_to_bleu.started"  # in each run directory this benchmark started
+
+
+class Refused(Exception):
+    """A user error: one 'error:' line, exit 2."""
+
+
+def plan(run_dir: Path) -> str:
+    """What to do with a budget's run directory: 'report' (finished and scored), 'score'
+    (finished by this benchmark, not scored), 'train' (new, or this benchmark's unfinished
+    run, started again), or Refused for anything this benchmark did not start."""
+    finished = (run_dir / "results.json").is_file()
+    if finished and (run_dir / "time_to_bleu.json").is_file():
+        return "report"
+    if not run_dir.exists():
+        return "train"
+    if not (run_dir / MARK).is_file():
+        what = "a finished run" if finished else "files this benchmark did not write"
+        raise Refused(
+            f"{run_dir} exists and holds {what}; this benchmark restarts only runs it started "
+            "itself: move it away, or choose another --out or --name"
+        )
+    return "score" if finished else "train"
+
+
 def one_budget(minutes: float, args: argparse.Namespace, train_flags: list[str]) -> dict:
     run_dir = Path(args.out) / f"{args.name}-m{minutes:g}"
     record = run_dir / "time_to_bleu.json"
-    if record.is_file() and (run_dir / "results.json").is_file():
+    todo = plan(run_dir)
+    if todo == "report":
         return json.loads(record.read_text())
     command = [sys.executable, str(ROOT / "train.py"), *train_flags]
-    command += ["--max-minutes", f"{minutes:g}", "--run-dir", str(run_dir), "--overwrite"]
-    print("+", " ".join(command), flush=True)
-    start = time.monotonic()
-    proc = subprocess.run(command, cwd=ROOT)
-    wall = (time.monotonic() - start) / 60
-    if proc.returncode:
-        sys.exit(f"train.py exited {proc.returncode} for the {minutes:g}-minute budget")
+    command += ["--max-minutes", f"{minutes:g}", "--run-dir", str(run_dir)]
+    wall = None  # 'score': trained by an earlier invocation, whose wall clock is not known here
+    if todo == "train":
+        if (run_dir / MARK).is_file():
+            command.append("--overwrite")  # this benchmark's own unfinished run
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / MARK).write_text(" ".join(command) + "\n")
+        print("+", " ".join(command), flush=True)
+        start = time.monotonic()
+        proc = subprocess.run(command, cwd=ROOT)
+        wall = (time.monotonic() - start) / 60
+        if proc.returncode:
+            raise Refused(f"train.py exited {proc.returncode} for the {minutes:g}-minute budget")
     results = json.loads((run_dir / "results.json").read_text())
     scores = score(run_dir, args.beam, args.length_penalty)
     scores.update(
@@ -103,20 +140,28 @@ def one_budget(minutes: float, args: argparse.Namespace, train_flags: list[str])
     return scores
 
 
-def main() -> None:
+def main() -> int:
     args, train_flags = parse_args()
-    if args.threads:
-        import torch
+    try:
+        bad = [m for m in args.minutes if not (math.isfinite(m) and m > 0)]
+        if bad:
+            raise Refused(f"--minutes {bad[0]:g}: a budget must be more than 0 minutes")
+        if args.threads:
+            import torch
 
-        torch.set_num_threads(args.threads)
-    rows = [one_budget(m, args, train_flags) for m in args.minutes]
+            torch.set_num_threads(args.threads)
+        rows = [one_budget(m, args, train_flags) for m in args.minutes]
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for r in rows:
         print(
             f"time_to_bleu: minutes={r['minutes']:g} test_bleu={r['test']['bleu']:.2f} "
             f"valid_bleu={r['valid']['bleu']:.2f} test_bleu_lc={r['test']['bleu_lc']:.2f} "
-            f"wall_minutes={r['wall_minutes']:.1f} updates={r['updates']}"
+            f"wall_minutes={r['wall_minutes'] or r['train_minutes']:.1f} updates={r['updates']}"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
