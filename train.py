@@ -20,7 +20,7 @@ from nmt.train.checkpoint import TrainState, load_train_state
 from nmt.train.logbook import setup_logging
 from nmt.train.precision import resolve_device
 from nmt.train.rng import seed_everything
-from nmt.train.run import RunDir, prepare_run_dir
+from nmt.train.run import RunDir, prepare_run_dir, restore_overwritten
 from nmt.train.signals import Preempted
 from nmt.train.trainer import Trainer
 
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None
     world, held = distributed.SINGLE, []  # held: the RunDir once this rank has prepared it
     try:
         cfg, args = parse_args(argv)
+        if args.restore_overwritten:
+            return _restore(cfg, args)
         world = distributed.world_from_env()
         device = distributed.init(resolve_device(cfg.train.device), world)
         setup_logging(rank=world.rank, hold=world.main)  # train.log once the run starts
@@ -99,6 +101,17 @@ def _build(cfg, args, command, world, device, started, build_criterion, held) ->
         held[0].start(cfg, tok.proto, {name: split.files for name, split in splits.items()})
         trainer.checkpoints.on_save = held[0].checkpoint_saved
     return trainer
+
+
+def _restore(cfg, args) -> int:
+    """--restore-overwritten: the old run back in place, and nothing else done."""
+    if args.overwrite or args.resume:
+        raise NMTError("--restore-overwritten puts an old run back: give it without --overwrite "
+                       "or --resume")  # fmt: skip
+    run_dir = restore_overwritten(cfg)
+    print(f"restored the run in {run_dir} that an interrupted --overwrite had set aside",
+          file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def _abandon(held: list[RunDir]) -> None:

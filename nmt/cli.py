@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing run in --run-dir"
     )
     parser.add_argument(
+        "--restore-overwritten",
+        action="store_true",
+        help="put back the run an interrupted --overwrite set aside in RUN_DIR/.overwritten, "
+        "then stop",
+    )
+    parser.add_argument(
         "--compile",
         dest="train.compile",
         action="store_const",

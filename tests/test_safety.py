@@ -217,3 +217,40 @@ def test_overwrite_keeps_the_old_run_aside_until_the_first_checkpoint(trained, t
     assert not (run_dir / ".overwritten").exists()
     assert json.loads((run_dir / "results.json").read_text())["seed"] == 7
     assert "--overwrite: the old run is in" in (run_dir / "train.log").read_text()
+
+
+def test_an_interrupted_overwrite_is_finished_or_undone_only_when_asked(trained, tmp_path):
+    """After an --overwrite killed before its first checkpoint, only --overwrite (confirming)
+    or --restore-overwritten (undoing) may proceed; any other command is refused and the old
+    run, set aside in .overwritten/, is left byte for byte."""
+    data, _ = trained
+    run_dir = finished_copy(trained, tmp_path)
+    before = snapshot(run_dir)
+    flags = [*cipher_flags(data), "--run-dir", str(run_dir), "--valid-every", "5"]
+    killed = run("train.py", *flags, "--overwrite", "--seed", "7",
+                 env={"NMT_TEST_KILL_AT_STEP": "3"})  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    aside = snapshot(run_dir / ".overwritten")
+    assert aside == before
+    refusal = (
+        f"error: run directory {run_dir} holds a run that an interrupted --overwrite set aside "
+        f"in {run_dir / '.overwritten'}; pass --restore-overwritten to put it back, or "
+        "--overwrite to confirm replacing it"
+    )
+    for other in (["--seed", "9"], ["--seed", "7"], ["--resume"], ["--lr", "1e-3"]):
+        proc = run("train.py", *flags, *other)
+        assert one_error_line(proc) == refusal, other
+        assert snapshot(run_dir / ".overwritten") == aside
+    both = run("train.py", *flags, "--restore-overwritten", "--overwrite")
+    assert one_error_line(both).startswith("error: --restore-overwritten puts an old run back")
+    restored = run("train.py", *flags, "--restore-overwritten")
+    assert restored.returncode == 0 and restored.stderr.strip() == (
+        f"restored the run in {run_dir} that an interrupted --overwrite had set aside"
+    )
+    after = snapshot(run_dir)
+    after.pop(".lock", None)
+    assert after == before  # the old run, whole; nothing of the attempt is left
+    again = run("train.py", *flags, "--restore-overwritten")
+    assert one_error_line(again) == (
+        f"error: --restore-overwritten: {run_dir} holds no run set aside (.overwritten)"
+    )

@@ -112,8 +112,9 @@ class RunDir:
         self.started = True
 
     def checkpoint_saved(self) -> None:
-        """The new run has a checkpoint: an old run set aside by --overwrite can go."""
-        if self.replaced.exists():
+        """The new run has a checkpoint: the old run this --overwrite set aside can go (no
+        other command ever deletes it)."""
+        if self.overwrite and self.replaced.exists():
             shutil.rmtree(self.replaced, ignore_errors=True)
 
     def abandon(self) -> None:
@@ -132,7 +133,7 @@ def prepare_run_dir(cfg: Config, overwrite: bool, resume: bool = False) -> RunDi
     different config, is refused unless resume (continue it anyway) or overwrite (replace it,
     at RunDir.start()). Nothing in the directory is deleted or written here.
     """
-    run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
+    run_dir = run_dir_of(cfg)
     if run_dir.exists() and not run_dir.is_dir():
         raise NMTError(f"--run-dir {run_dir} is a file; choose a directory")
     if overwrite and resume:
@@ -145,18 +146,55 @@ def prepare_run_dir(cfg: Config, overwrite: bool, resume: bool = False) -> RunDi
     lock = lock_folder(run_dir, "run directory", "train.py")
     rd = RunDir(run_dir, False, overwrite, created, lock)
     try:
+        if rd.replaced.exists() and not overwrite:
+            raise NMTError(
+                f"run directory {run_dir} holds a run that an interrupted --overwrite set aside "
+                f"in {rd.replaced}; pass --restore-overwritten to put it back, or --overwrite "
+                "to confirm replacing it"
+            )
         rd.resuming = _check_existing(run_dir, cfg, overwrite, resume)
     except NMTError:
         rd.abandon()
         raise
     remove_stale_temp_files(run_dir)
-    if rd.replaced.exists() and not overwrite:
-        log.warning(
-            "%s holds the run that an interrupted --overwrite replaced; it is deleted once this "
-            "run saves a checkpoint (move its files back first to keep that run)",
-            rd.replaced,
-        )
     return rd
+
+
+def run_dir_of(cfg: Config) -> Path:
+    """--run-dir, or the default name for the config."""
+    return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
+
+
+def restore_overwritten(cfg: Config) -> Path:
+    """Put back the run an interrupted --overwrite set aside: the interrupted attempt (which
+    never saved a checkpoint) leaves, the old run returns, byte for byte."""
+    run_dir = run_dir_of(cfg)
+    replaced = run_dir / REPLACED
+    if not replaced.is_dir():
+        raise NMTError(f"--restore-overwritten: {run_dir} holds no run set aside ({REPLACED})")
+    lock = lock_folder(run_dir, "run directory", "train.py")
+    try:
+        if (run_dir / "checkpoint_last.pt").exists():
+            raise NMTError(
+                f"--restore-overwritten: the run that replaced the one in {replaced} has saved "
+                f"a checkpoint since; move its files out of {run_dir} first to restore the old "
+                "one, or keep it with --overwrite"
+            )
+        rd = RunDir(run_dir, False)
+        for path in rd._run_files():  # the attempt's: config, log, events, no checkpoint
+            path.unlink()
+        clash = [p.name for p in replaced.iterdir() if (run_dir / p.name).exists()]
+        if clash:
+            raise NMTError(
+                f"--restore-overwritten: {', '.join(sorted(clash))} exist in both {run_dir} "
+                f"and {replaced}; move one of them away first"
+            )
+        for path in replaced.iterdir():
+            path.rename(run_dir / path.name)
+        replaced.rmdir()
+    finally:
+        lock.release()
+    return run_dir
 
 
 def _check_existing(run_dir: Path, cfg: Config, overwrite: bool, resume: bool) -> bool:
