@@ -154,9 +154,17 @@ BOOKKEEPING = (
 
 
 def run_identity_changes(old: dict, new: dict) -> list[str]:
-    """The dotted keys (outside BOOKKEEPING) whose values differ between two config dicts."""
+    """The dotted keys (outside BOOKKEEPING) whose values differ between two config dicts; a key
+    only one of them has (added to the config since the other was written) is no change."""
     a, b = flatten(old, "config"), flatten(new, "config")
-    return sorted(k for k in a.keys() | b.keys() if k not in BOOKKEEPING and a.get(k) != b.get(k))
+    return sorted(k for k in a.keys() & b.keys() if k not in BOOKKEEPING and a[k] != b[k])
+
+
+def bookkeeping_changes(old: dict, new: dict) -> list[dict[str, Any]]:
+    """[{"key", "from", "to"}] for the BOOKKEEPING keys whose values differ."""
+    a, b = flatten(old, "config"), flatten(new, "config")
+    keys = [k for k in BOOKKEEPING if k in a and k in b and a[k] != b[k]]
+    return [{"key": k, "from": a[k], "to": b[k]} for k in keys]
 
 
 def flatten(values: Any, source: str) -> dict[str, Any]:

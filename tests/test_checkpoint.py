@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
@@ -160,8 +158,12 @@ def test_a_checkpoint_written_before_the_refactor_still_resumes(tmp_path):
     ours = Tokenizer.load(tmp_path / "straight" / "spm.model")
     assert pieces(ours) == pieces(Tokenizer.from_tensor(legacy["spm_model"]))
     (tmp_path / "resumed").mkdir()
+    # Its data was at /tmp/legacy/cipher, the same corpus as here: a resume may not change the
+    # dataset, so the saved path is pointed here (nothing else in the file changes).
+    assert legacy["config"]["data"]["dataset"] == "/tmp/legacy/cipher"
+    legacy["config"]["data"]["dataset"] = str(data)
     for kind in ("last", "best"):  # the legacy run's best checkpoint was its last, at update 5
-        shutil.copy(LEGACY, tmp_path / "resumed" / f"checkpoint_{kind}.pt")
+        torch.save(legacy, tmp_path / "resumed" / f"checkpoint_{kind}.pt")
     resumed = run("train.py", *flags, "--run-dir", str(tmp_path / "resumed"), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr and "(update 5)" in resumed.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,8 +170,14 @@ def test_unfinished_run_with_another_config_is_refused(reference, cipher, tmp_pa
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: run directory {run_dir} holds an unfinished run with a different config "
-        "(train.lr); pass --resume to continue it with these settings, --overwrite to replace "
-        "it, or another --run-dir"
+        "(train.lr); a resume may change only its budget and bookkeeping: use another "
+        "--run-dir, or --overwrite to replace it"
+    ]
+    proc = run("train.py", *flags(cipher, run_dir), "--patience", "3")  # bookkeeping only
+    assert proc.stderr.strip().splitlines() == [
+        f"error: run directory {run_dir} holds an unfinished run with a different config "
+        "(train.patience); pass --resume to continue it with these settings, --overwrite to "
+        "replace it, or another --run-dir"
     ]
     assert (run_dir / "checkpoint_last.pt").read_bytes() == (
         ref_dir / "checkpoint_last.pt"
@@ -185,9 +193,60 @@ def test_resuming_into_another_architecture_is_one_line(reference, cipher, tmp_p
     proc = run("train.py", *flags(cipher, run_dir), "--resume", "--model.ffn_dim", "48")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: the checkpoint does not fit this model (")
-    assert lines[-1].endswith("resume with the run's own model settings or pass --overwrite")
+    assert lines[-1] == (
+        "error: --resume cannot change model.ffn_dim (64 -> 48): a resume may change only the "
+        "budget and bookkeeping (steps, epochs, minutes, patience, validation, saving, device, "
+        "precision, compile); start a new run with another --run-dir, or --overwrite"
+    )
     assert "Traceback" not in proc.stderr
     assert (run_dir / "checkpoint_last.pt").read_bytes() == (
         ref_dir / "checkpoint_last.pt"
     ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "change, shown",
+    [
+        (["--smoothing", "0.3"], "train.smoothing (0.1 -> 0.3)"),
+        (["--vocab-size", "61"], "data.vocab_size (60 -> 61)"),
+        (["--seed", "4"], "train.seed (1 -> 4)"),
+        (["--decode.beam", "3"], "decode.beam (1 -> 3)"),
+    ],
+)
+def test_resume_refuses_to_change_what_the_run_is(reference, cipher, tmp_path, change, shown):
+    """Another eps, vocabulary, seed or validation search would give a results.json that
+    describes a run that never happened: refused, the run's files untouched."""
+    ref_dir, _ = reference
+    run_dir = tmp_path / "run"
+    shutil.copytree(ref_dir, run_dir, ignore=shutil.ignore_patterns(".lock"))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    proc = run("train.py", *flags(cipher, run_dir), "--resume", *change)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --resume cannot change {shown}: a resume may change only the budget and "
+        "bookkeeping (steps, epochs, minutes, patience, validation, saving, device, precision, "
+        "compile); start a new run with another --run-dir, or --overwrite"
+    )
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    after.pop(".lock", None)
+    assert after == before
+
+
+def test_resume_records_every_budget_change(reference, cipher, tmp_path):
+    """--resume with a larger --max-steps and another patience: logged, and results.json says
+    which keys changed, from what, to what, at which update."""
+    ref_dir, ref = reference
+    run_dir = tmp_path / "run"
+    shutil.copytree(ref_dir, run_dir, ignore=shutil.ignore_patterns(".lock"))
+    steps = json.loads((ref_dir / "results.json").read_text())["last_step"]
+    proc = run("train.py", *flags(cipher, run_dir), "--resume", "--max-steps", str(steps + 4),
+               "--patience", "7")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["resume_changes"] == [
+        {"key": "train.max_steps", "from": steps, "to": steps + 4, "step": steps},
+        {"key": "train.patience", "from": 10, "to": 7, "step": steps},
+        {"key": "train.run_dir", "from": str(ref_dir), "to": str(run_dir), "step": steps},
+    ]  # the copy is another folder: recorded too
+    log = (run_dir / "train.log").read_text()
+    assert f"resume changes train.max_steps from {steps} to {steps + 4} at update {steps}" in log

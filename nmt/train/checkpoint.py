@@ -40,6 +40,8 @@ class Progress:
     last_valid: dict = field(default_factory=dict)  # the latest validation's metrics
     # wall-clock seconds of training so far, earlier processes included
     elapsed_s: float = field(default=0.0, metadata=ADDED)
+    # what each --resume changed: [{"key", "from", "to", "step"}] (budget and bookkeeping only)
+    resume_changes: list[dict] = field(default_factory=list, metadata=ADDED)
 
 
 @dataclass
@@ -81,6 +83,8 @@ class TrainState:
     def to_dict(self) -> dict[str, Any]:
         p = dataclasses.asdict(self.progress)
         valid = {k: v for k, v in p.pop("last_valid").items() if not isinstance(v, str)}
+        if not p["resume_changes"]:  # written once a resume changed something
+            del p["resume_changes"]
         out = {
             "rng_ranks": self.rng_ranks,
             "model": self.model,

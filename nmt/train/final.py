@@ -59,6 +59,7 @@ class FinalScoring:
             valid=p.best_valid,
             test=None,
             history=p.history,
+            resume_changes=p.resume_changes,
             data_files={name: split.files for name, split in self.splits.items()},
         )
         if "test" in self.splits:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from nmt.config import Config, flatten, format_eps
+from nmt.config import BOOKKEEPING, Config, flatten, format_eps
 from nmt.errors import NMTError
 from nmt.files import FolderLock, lock_folder, write_atomic
 from nmt.objective import smoothing as registry
@@ -215,10 +215,16 @@ def _check_existing(run_dir: Path, cfg: Config, overwrite: bool, resume: bool) -
             )
         if changes != []:
             what = ", ".join(changes[:5]) if changes else "config.yaml is missing or unreadable"
+            if changes and all(k in BOOKKEEPING for k in changes):
+                raise NMTError(
+                    f"run directory {run_dir} holds an unfinished run with a different config "
+                    f"({what}); pass --resume to continue it with these settings, --overwrite "
+                    "to replace it, or another --run-dir"
+                )
             raise NMTError(
                 f"run directory {run_dir} holds an unfinished run with a different config "
-                f"({what}); pass --resume to continue it with these settings, --overwrite to "
-                "replace it, or another --run-dir"
+                f"({what}); a resume may change only its budget and bookkeeping: use another "
+                "--run-dir, or --overwrite to replace it"
             )
     elif finished and not resume:
         raise NMTError(

@@ -35,6 +35,7 @@ from nmt.train.distributed import SINGLE, World
 from nmt.train.final import FinalScoring
 from nmt.train.logbook import Interval, Logbook, compiled_graphs
 from nmt.train.precision import resolve_device
+from nmt.train.resume import resume_changes
 from nmt.train.rng import rng_state, seed_everything, set_rng_state
 from nmt.train.signals import Preempted, catch_stop_signals
 from nmt.train.step import StepStats, UpdateStep
@@ -237,12 +238,14 @@ class Trainer(Budget, Validation, FinalScoring):
 
     def load_state(self, state: TrainState) -> None:
         """Continue from a checkpoint: the next update is the same as without the stop."""
+        changes = resume_changes(state, self.cfg, self.world)
         try:
             self.model.load_state_dict(state.model)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise does_not_fit(exc) from None
         self.update.load_state_dict(state.update_state())
         self.progress = p = state.progress
+        p.resume_changes.extend(changes)
         ranks = state.rng_ranks or []
         if len(ranks) == self.world.size:
             set_rng_state(ranks[self.world.rank])
