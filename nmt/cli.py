@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 from nmt.config import Config, apply_overrides, flatten, load_yaml
 from nmt.config_checks import choices, validate
@@ -111,8 +113,39 @@ def parse_dotted(tokens: list[str]) -> dict[str, str]:
     return overrides
 
 
+def check_spellings(argv: list[str]) -> None:
+    """One key given by two spellings (--smoothing and --train.smoothing) with different values
+    is refused: which one wins would depend on rules nobody remembers. The same spelling given
+    twice keeps the last value, as argparse does, and a warning says so."""
+    seen: dict[str, list[tuple[str, str]]] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name, eq, value = token.partition("=")
+        key = SHORT_FLAGS[name][0] if name in SHORT_FLAGS else name[2:]
+        if not token.startswith("--") or (name not in SHORT_FLAGS and "." not in name):
+            i += 1
+            continue
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+            i += 1
+        seen.setdefault(key, []).append((name, value))
+        i += 1
+    for key, given in seen.items():
+        if len({v for _, v in given}) < 2:
+            continue
+        if len({n for n, _ in given}) > 1:
+            listed = ", ".join(f"{n} {v}" for n, v in given)
+            raise NMTError(f"{key} is given twice with different values ({listed}); give it once")
+        logging.getLogger("train").warning(
+            "%s is given %d times; the last value, %s, is used", given[0][0], len(given),
+            given[-1][1],
+        )  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     """Resolve defaults < YAML < short flags and dotted overrides into a validated Config."""
+    check_spellings(sys.argv[1:] if argv is None else list(argv))
     args, rest = build_parser().parse_known_args(argv)
     cfg = Config()
     if args.config:

@@ -207,3 +207,64 @@ def test_the_configuration_reference_names_every_key_with_its_default():
         if isinstance(value, list):
             shown = tuple(value)
         assert rows[key] == str(shown), key
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  max_steps: 100\nmodel:\n  d_model: 64\ntrain:\n  seed: 3\n",
+         "'train' is given twice (lines 1 and 5)"),
+        ("train:\n  lr: 1.0e-3\n  seed: 2\n  lr: 2.0e-3\n", "'lr' is given twice (lines 2 and 4)"),
+    ],
+)  # fmt: skip
+def test_a_yaml_key_given_twice_is_refused_with_its_lines(tmp_path, text, message):
+    """PyYAML keeps the last of two equal keys: the first section's max_steps would be lost."""
+    from nmt.config import load_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(NMTError) as err:
+        load_yaml(path)
+    assert str(err.value) == f"config file {path}: {message}; keep one of them"
+
+
+def test_a_binary_config_file_is_one_line(tmp_path):
+    from .conftest import run
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(bytes(range(256)))
+    proc = run("train.py", "--config", str(path), "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: config file {path} is not a text file (not UTF-8); pass a YAML file such as "
+        "configs/multi30k_tiny.yaml\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--train.smoothing", "0.3", "--smoothing", "0.1"],
+        ["--smoothing", "0.1", "--train.smoothing=0.3"],
+    ],
+)
+def test_two_spellings_of_one_key_with_different_values_are_refused(argv):
+    from nmt.cli import parse_args
+
+    with pytest.raises(NMTError) as err:
+        parse_args(argv)
+    assert str(err.value).startswith("train.smoothing is given twice with different values (")
+    assert str(err.value).endswith("); give it once")
+
+
+def test_one_spelling_given_twice_keeps_the_last_and_says_so(caplog):
+    from nmt.cli import parse_args
+
+    with caplog.at_level("WARNING"):
+        cfg, _ = parse_args(["--max-steps", "5", "--smoothing", "0.2", "--max-steps", "7",
+                             "--train.lr", "1e-3", "--train.lr=2e-3"])  # fmt: skip
+    assert (cfg.train.max_steps, cfg.train.smoothing, cfg.train.lr) == (7, 0.2, 2e-3)
+    assert "--max-steps is given 2 times; the last value, 7, is used" in caplog.text
+    assert "--train.lr is given 2 times; the last value, 2e-3, is used" in caplog.text
+    agree, _ = parse_args(["--smoothing", "0.1", "--train.smoothing", "0.1"])  # no conflict
+    assert agree.train.smoothing == 0.1
