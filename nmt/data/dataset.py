@@ -92,7 +92,11 @@ def _nested(ds, split: str, src: str, tgt: str) -> bool:
         return False
     if "translation" in columns:
         feature = ds.features["translation"]  # a dict of strings, or a Translation feature
-        langs = list(getattr(feature, "languages", None) or feature.keys())
+        langs = getattr(feature, "languages", None) or getattr(feature, "keys", lambda: None)()
+        if langs is None:  # rows with different languages: no one schema for the column
+            _first_bad_row(ds, split, src, tgt)
+            return True
+        langs = list(langs)
         if src in langs and tgt in langs:
             return True
     else:
@@ -101,6 +105,20 @@ def _nested(ds, split: str, src: str, tgt: str) -> bool:
         f"split '{split}' has no {src}->{tgt} pairs: its languages are "
         f"{', '.join(langs)}; pick --src and --tgt among them"
     )
+
+
+def _first_bad_row(ds, split: str, src: str, tgt: str) -> None:
+    """Refuse a 'translation' column whose rows do not all hold both languages, naming the
+    first such row."""
+    for number, row in enumerate(ds["translation"], 1):
+        have = sorted(row) if isinstance(row, dict) else []
+        if src not in have or tgt not in have:
+            missing = [lang for lang in (src, tgt) if lang not in have]
+            raise NMTError(
+                f"split '{split}' row {number}: its translation has no {' or '.join(missing)} "
+                f"(it has {', '.join(have) or 'nothing'}); every row needs both {src} and "
+                f"{tgt}: fix or remove that row"
+            )
 
 
 def _batch_pairs(batch: dict, nested: bool, src: str, tgt: str) -> tuple[list, list]:

@@ -113,11 +113,48 @@ def resolve_folder(folder: Path, splits: dict[str, str]) -> dict[str, list[Path]
             )
         if found:
             resolved[split] = next(iter(found.values()))
+        elif packed := compressed_files(folder, split):
+            raise NMTError(
+                f"split '{split}' is only in compressed files in {folder} "
+                f"({', '.join(str(p.relative_to(folder)) for p in packed)}); compressed files "
+                "are not read: decompress them (e.g. gunzip) and run again"
+            )
     used = {p for paths in resolved.values() for p in paths}
     ignored = [str(p.relative_to(folder)) for p in files if p not in used]
     if ignored:
         log.warning("data: not used from %s (no split asked for): %s", folder, ", ".join(ignored))
     return resolved
+
+
+def check_tsv(path: Path) -> None:
+    """Every row of a TSV file has as many fields as its header: a stray tab would shift the
+    columns (a target read as the source) or fail deep inside pandas."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        header = handle.readline().rstrip("\r\n")
+        fields = header.count("\t") + 1
+        for number, line in enumerate(handle, 2):
+            line = line.rstrip("\r\n")
+            if line and line.count("\t") + 1 != fields:
+                raise NMTError(
+                    f"data file {path} line {number} has {line.count(chr(9)) + 1} tab-separated "
+                    f"fields but its header has {fields} ({header.replace(chr(9), ', ')}); fix "
+                    "or remove that line"
+                )
+
+
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".tgz")
+
+
+def compressed_files(folder: Path, split: str) -> list[Path]:
+    """Compressed data files under folder that name split (they are not read)."""
+    keys = _keywords(split)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in COMPRESSED
+        and any(_names(part.split(".")[0], k) for part in p.relative_to(folder).parts for k in keys)
+    )
 
 
 def refuse_empty(path: Path) -> None:
@@ -166,6 +203,8 @@ def load_files(split: str, paths: list[Path]):
         )
     for path in paths:
         refuse_empty(path)
+        if path.suffix.lower() == ".tsv":
+            check_tsv(path)
     builder, options = FILE_BUILDERS[suffixes.pop()]
     try:
         return datasets.load_dataset(
