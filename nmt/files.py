@@ -9,6 +9,7 @@ for the message the next process prints.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -110,3 +111,12 @@ def write_atomic(path: Path, data: bytes) -> None:
 def cache_root() -> Path:
     """The project's cache folder: $NMT_CACHE, else ~/.cache/nmt."""
     return Path(os.environ.get("NMT_CACHE") or Path.home() / ".cache" / "nmt")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

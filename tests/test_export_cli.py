@@ -14,7 +14,8 @@ import torch
 from nmt.config import DecodeConfig
 from nmt.data.tokenizer import EOS_ID
 from nmt.decode.ct2 import decode_corpus_ct2, load_translator
-from nmt.decode.export import META, export_ctranslate2, file_sha256
+from nmt.decode.export import META, export_ctranslate2
+from nmt.files import file_sha256
 from nmt.train.checkpoint import load_for_inference
 
 from .conftest import module, run

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -103,6 +104,8 @@ def test_a_new_convention_trains_and_names_its_report_row(tmp_path, one_token):
     assert results["label"] == "eps 0.1 (one-token)"
     assert results["objective"] == {"convention": "one-token", "eps": 0.1}
     assert results["optimal_logit_gap"] is None
+    train_file = tmp_path / "cipher" / "train.jsonl"  # the data, by content (nmt.report checks)
+    assert results["data_sha256"]["train"] == [hashlib.sha256(train_file.read_bytes()).hexdigest()]
     base = _train(tmp_path, "base", "--smoothing", "0")
     write_report([base, run_dir], tmp_path / "report", bootstrap_samples=10)
     table = (tmp_path / "report" / "report.md").read_text()

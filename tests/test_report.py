@@ -153,7 +153,8 @@ def test_identical_systems_get_a_dash_not_a_significant_p(tmp_path):
 
 
 def test_report_needs_matching_references(runs, tmp_path):
-    (runs[2] / "test.ref.txt").write_text("".join("x\n" for _ in REFS))
+    for run in runs[2:]:  # both seeds of eps 0.1 (one row), against eps 0's references
+        (run / "test.ref.txt").write_text("".join("x\n" for _ in REFS))
     with pytest.raises(NMTError, match="different references"):
         write_report(runs, tmp_path / "out", bootstrap_samples=10)
 

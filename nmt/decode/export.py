@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nmt.decode.ct2_spec import build_spec, import_ctranslate2
 from nmt.errors import ArgumentParser, NMTError
-from nmt.files import cache_root, write_atomic
+from nmt.files import cache_root, file_sha256, write_atomic
 from nmt.train.checkpoint import checkpoint_file
 
 log = logging.getLogger("nmt.export")
@@ -43,15 +43,6 @@ QUANTIZATIONS = (
     "bfloat16",
     "float32",
 )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # What an export made before exports listed their files consists of.

@@ -87,6 +87,9 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
             f"decoded with {meta['beam']}, where the runs were.",
         )
     )
+    if meta.get("mixed"):
+        doc.append(("p", "Averaged although they differ in more than their seed "
+                         "(--allow-mixed): " + "; ".join(meta["mixed"]) + "."))  # fmt: skip
     doc.append(("h", 2, f"{'Test' if split == 'test' else 'Validation'} set"))
     doc.append(("table", *metrics_table(rows, split, baseline)))
     doc.append(("p", table_notes(split, baseline)))

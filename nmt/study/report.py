@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nmt.errors import ArgumentParser, NMTError
+from nmt.study.comparable import check_rows
 from nmt.study.document import build_document
 from nmt.study.report_plots import plot_all
 from nmt.study.report_render import render_html, render_markdown
@@ -35,12 +36,16 @@ def write_report(
     bootstrap_samples: int = 1000,
     command: str | None = None,
     baseline: str = BASELINE,
+    allow_mixed: bool = False,
 ) -> Path:
     """Load the runs, compute the tables, p-values and figures; return the report.md path.
 
     baseline: the label of the row every other is tested against (eps 0 by default).
+    allow_mixed: average runs of one row that differ in more than their seed (the report says
+    how); refused otherwise.
     """
     runs = load_runs(run_dirs)
+    mixed = check_rows(runs, allow_mixed)
     labels = sorted({r["label"] for r in runs})
     if baseline != BASELINE and baseline not in labels:
         raise NMTError(
@@ -58,7 +63,7 @@ def write_report(
     rows = aggregate(runs, pvalues, beam_pvalues)
     figures = plot_all(runs, rows, out_dir)
     meta = {"bootstrap_samples": bootstrap_samples, "command": command, "beam": beam_of(runs)}
-    meta["baseline"] = baseline
+    meta["baseline"], meta["mixed"] = baseline, mixed
     doc = build_document(runs, rows, figures, meta)
     for name, text in (
         ("report.md", render_markdown(doc)),
@@ -89,12 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         help="the row every other is tested against, by its label as the table shows it, "
         f"e.g. 'eps 0.1' (default: {BASELINE!r})",
     )
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="average runs of one row that differ in more than their seed (other data, "
+        "vocabulary, model or budget); the report lists the differences",
+    )
     args = parser.parse_args(argv)
     try:
         if args.bootstrap_samples < 1:
             raise NMTError("--bootstrap-samples must be at least 1")
         command = shlex.join(["python", "-m", "nmt.report", *(argv or sys.argv[1:])])
-        path = write_report(args.runs, args.out, args.bootstrap_samples, command, args.baseline)
+        path = write_report(
+            args.runs, args.out, args.bootstrap_samples, command, args.baseline, args.allow_mixed
+        )
     except NMTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

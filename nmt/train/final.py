@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 from nmt import results as results_file
+from nmt.files import file_sha256
 from nmt.objective.smoothing import Smoothing
 from nmt.train.checkpoint import inference_weights, load_checkpoint
 from nmt.train.evaluate import decode_and_score, write_outputs
 
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
+
+
+def file_hashes(files: list[str]) -> list[str | None]:
+    """SHA-256 of each local data file (None for what is not a local file, a Hub split): two
+    runs are on the same data only if these agree (nmt.report checks it)."""
+    out = []
+    for name in files:
+        path = Path(name)
+        out.append(file_sha256(path) if path.is_file() else None)
+    return out
 
 
 class FinalScoring:
@@ -61,6 +73,7 @@ class FinalScoring:
             history=p.history,
             resume_changes=p.resume_changes,
             data_files={name: split.files for name, split in self.splits.items()},
+            data_sha256={name: file_hashes(split.files) for name, split in self.splits.items()},
         )
         if "test" in self.splits:
             results["test"], hyps = self.evaluate(self.splits["test"])
