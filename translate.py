@@ -15,6 +15,7 @@ import math
 import sys
 from pathlib import Path
 
+import torch
 from sacrebleu.metrics import BLEU
 
 from nmt.data.dataset import truncate
@@ -29,7 +30,7 @@ from nmt.decode.export import (
     is_export,
     read_export,
 )
-from nmt.decode.search import decode_corpus
+from nmt.decode.search import decode_corpus, length_limits
 from nmt.decode.textio import check_output, read_lines, write_output
 from nmt.errors import ArgumentParser, NMTError
 from nmt.study.metrics import score_lines
@@ -150,6 +151,23 @@ def load_export(checkpoint: str):
     return folder, Tokenizer.load(folder / SPM_FILE), cfg
 
 
+def check_min_len(min_len: int, sources: list[list[int]], search, max_positions: int) -> None:
+    """--min-len must leave room for EOS within every sentence's length limit (the engines
+    would each break the promise their own way)."""
+    if not min_len or not sources:
+        return
+    lens = torch.tensor([len(s) for s in sources])
+    limits = length_limits(lens, search.max_len_a, search.max_len_b, max_positions)
+    short = int((limits <= min_len).sum())
+    if short:
+        tight = int(limits.min())
+        raise NMTError(
+            f"--min-len {min_len} does not fit the length limit of {short} input line(s) (the "
+            f"tightest allows {tight} steps with EOS, so at most --min-len {tight - 1}); lower "
+            "--min-len or raise --max-len-a/--max-len-b"
+        )
+
+
 def load_engine(args: argparse.Namespace, device):
     """(model or translator, tokenizer, config) of --checkpoint for the engine asked."""
     if args.engine == "ctranslate2":
@@ -195,6 +213,7 @@ def translate(args: argparse.Namespace) -> None:
     todo = [i for i, line in enumerate(lines) if line.strip()]  # empty in, empty out
     options = dict(nbest=args.nbest or 1, batch_size=args.batch_size, min_len=args.min_len)
     sources, search = [src_ids[i] for i in todo], search_config(args, cfg.decode)
+    check_min_len(args.min_len, sources, search, cfg.model.max_positions)
     if args.engine == "ctranslate2":
         found = decode_corpus_ct2(model, tok, sources, search, progress=True,
                                   max_positions=cfg.model.max_positions, **options)  # fmt: skip

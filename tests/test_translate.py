@@ -169,6 +169,11 @@ def test_bad_checkpoints_give_one_line_and_exit_2(run_dir, tmp_path, engine):
         (["--max-len-b", "-1"], "--max-len-b must be >= 0, got -1"),
         (["--max-len-a", "0", "--max-len-b", "0"], "--max-len-a 0 with --max-len-b 0 leaves"),
         (["--min-len", "-2"], "--min-len must be >= 0, got -2"),
+        (
+            ["--min-len", "6", "--max-len-a", "0", "--max-len-b", "6"],
+            "--min-len 6 does not fit the length limit of 1 input line(s) (the tightest allows 6 "
+            "steps with EOS, so at most --min-len 5)",
+        ),
         (["--max-tokens", "0"], "--max-tokens must be >= 1, got 0"),
         (["--batch-size", "-3"], "--batch-size must be >= 1, got -3"),
         (["--input", "/no/such/file"], "cannot read input /no/such/file"),
