@@ -253,3 +253,35 @@ def test_a_baseline_no_run_has_is_one_line(runs, tmp_path):
         "eps 0.1\n"
     )
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("how", ["read-only folder", "write fails midway"])
+def test_an_unwritable_out_folder_is_one_line(runs, tmp_path, monkeypatch, capsys, how):
+    """As root a chmod'ed folder stays writable, so the refusals are simulated: os.access says
+    read-only, or a figure cannot be written (EACCES); what the folder held stays."""
+    import errno
+
+    from nmt.study import report
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("an earlier report\n")
+    if how == "read-only folder":
+        monkeypatch.setattr(report.os, "access", lambda path, mode: False)
+        expected = (
+            f"error: cannot write the report into {out}: it is read-only; choose another --out"
+        )
+    else:
+
+        def denied(*args):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr(report, "plot_all", denied)
+        expected = (
+            f"error: cannot write the report into {out}: Permission denied; choose another "
+            "--out (files already there are replaced whole or not at all)"
+        )
+    code = report.main([*map(str, runs), "--out", str(out), "--bootstrap-samples", "10"])
+    assert code == 2 and capsys.readouterr().err.strip() == expected
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert (out / "report.md").read_text() == "an earlier report\n"

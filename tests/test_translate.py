@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import MULTI30K, run
+from tests.conftest import MULTI30K, ROOT, run
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +232,18 @@ def test_the_final_beam_scores_are_translate_py_beam_5(run_dir):
         )  # fmt: skip
         assert float(cli.stdout) == pytest.approx(beam[split]["bleu"], abs=1e-4)
         assert set(beam[split]) >= {"bleu", "chrf", "bleu_lc", "bleu_signature"}
+
+
+@pytest.mark.parametrize("engine", ["native", "ctranslate2"])
+def test_a_closed_stdin_is_one_line(run_dir, engine):
+    """translate.py <&- : no standard input at all."""
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "translate.py"), "--checkpoint", str(run_dir), "--engine",
+         engine], preexec_fn=lambda: os.close(0), capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        "error: no input: standard input is closed; pipe the text in or pass --input FILE\n"
+    )

@@ -22,7 +22,12 @@ log = logging.getLogger("translate")  # the name translate.py's warnings have al
 def read_lines(path: str | None, what: str) -> list[str]:
     """Lines of a file (or stdin), split on newlines only; bad UTF-8 is replaced and counted."""
     if path is None:
-        data = sys.stdin.buffer.read()
+        try:
+            data = sys.stdin.buffer.read()
+        except (AttributeError, OSError, ValueError):  # no stdin at all (<&-), or a closed one
+            raise NMTError(
+                f"no {what}: standard input is closed; pipe the text in or pass --input FILE"
+            ) from None
     else:
         try:
             data = Path(path).read_bytes()

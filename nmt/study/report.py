@@ -16,6 +16,7 @@ writes the answers, study.document lays out the report, report_render and report
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -58,26 +59,40 @@ def write_report(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NMTError(f"cannot create the report folder {out_dir}: {exc.strerror}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise NMTError(f"cannot write the report into {out_dir}: it is read-only; choose "
+                       "another --out")  # fmt: skip
     pvalues = paired_bootstrap(runs, bootstrap_samples, baseline=baseline)
     beam_pvalues = paired_bootstrap(runs, bootstrap_samples, "beam_hyps", baseline)
     rows = aggregate(runs, pvalues, beam_pvalues)
-    figures = plot_all(runs, rows, out_dir)
     meta = {"bootstrap_samples": bootstrap_samples, "command": command, "beam": beam_of(runs)}
     meta["baseline"], meta["mixed"] = baseline, mixed
+    numbers = {"rows": rows, "p_values": pvalues, "p_values_beam": beam_pvalues}
+    try:
+        _write(out_dir, runs, rows, meta, numbers)
+    except OSError as exc:
+        raise NMTError(
+            f"cannot write the report into {out_dir}: {exc.strerror or exc}; choose another "
+            "--out (files already there are replaced whole or not at all)"
+        ) from None
+    return out_dir / "report.md"
+
+
+def _write(out_dir: Path, runs: list[dict], rows: list[dict], meta: dict, numbers: dict) -> None:
+    """The figures, then report.md, report.html and report.json, each replaced atomically."""
+    figures = plot_all(runs, rows, out_dir)
     doc = build_document(runs, rows, figures, meta)
     for name, text in (
         ("report.md", render_markdown(doc)),
         ("report.html", render_html(doc, out_dir)),
-        (
-            "report.json",
-            json.dumps({"rows": rows, "p_values": pvalues, "p_values_beam": beam_pvalues}, indent=2)
-            + "\n",
-        ),
+        ("report.json", json.dumps(numbers, indent=2) + "\n"),
     ):
         tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out_dir / name)
-    return out_dir / "report.md"
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(out_dir / name)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,9 +153,9 @@ class CheckpointDir:
         path = self.path(kind, state.progress.step)
         try:
             save_checkpoint(state.to_dict(), path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # torch wraps a failed write in RuntimeError
             raise NMTError(
-                f"cannot write {path}: {exc.strerror or exc}; the previous "
+                f"cannot write {path}: {_write_failure(exc)}; the previous "
                 "checkpoint is intact; free space or fix permissions, then resume"
             ) from None
         if self.on_save is not None:
@@ -168,6 +168,15 @@ class CheckpointDir:
             for old in numbered[: -self.keep_last]:
                 old.unlink()
         return path
+
+
+def _write_failure(exc: BaseException) -> str:
+    """Why a write failed: the OSError's reason, also when torch wrapped it in a RuntimeError."""
+    for err in (exc, exc.__cause__, exc.__context__):
+        if isinstance(err, OSError):
+            return err.strerror or str(err)
+    text = str(exc).strip().splitlines()
+    return (text[0][:160] if text else type(exc).__name__) + " (is the disk full?)"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
