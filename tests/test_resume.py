@@ -168,7 +168,8 @@ def test_unfinished_run_with_another_config_is_refused(reference, cipher, tmp_pa
         (run_dir / name).write_bytes((ref_dir / name).read_bytes())
     proc = run("train.py", *flags(cipher, run_dir), "--train.lr", "2e-2")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    assert "--train.lr is given 2 times; the last value, 2e-2, is used" in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error")] == [
         f"error: run directory {run_dir} holds an unfinished run with a different config "
         "(train.lr); a resume may change only its budget and bookkeeping: use another "
         "--run-dir, or --overwrite to replace it"
@@ -250,3 +251,31 @@ def test_resume_records_every_budget_change(reference, cipher, tmp_path):
     ]  # the copy is another folder: recorded too
     log = (run_dir / "train.log").read_text()
     assert f"resume changes train.max_steps from {steps} to {steps + 4} at update {steps}" in log
+
+
+def test_sigterm_in_the_final_scoring_says_how_to_finish_and_logs_nothing_twice(cipher, tmp_path):
+    """SIGTERM while the best checkpoint is scored: one message, no results.json; the same
+    command then scores it without validating again, and TensorBoard has each step once (the
+    final hparams too, also after a --resume of the finished run)."""
+    run_dir = tmp_path / "run"
+    args = [*flags(cipher, run_dir), "--max-steps", "12", "--decode.final_beam", "2"]
+    stopped = run("train.py", *args, env={"NMT_TEST_TERM_IN_FINAL_SEARCH": "1"})
+    assert stopped.returncode == 128 + signal.SIGTERM
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        "stopped by SIGTERM during the final scoring; training is complete (update 12, saved "
+        f"in {run_dir / 'checkpoint_last.pt'}); run the same command to score it and write "
+        "results.json"
+    )
+    assert not (run_dir / "results.json").exists()
+    done = run("train.py", *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "valid | step 12" not in done.stderr  # not validated again
+    again = run("train.py", *args, "--resume")  # a finished run, resumed: scored again
+    assert again.returncode == 0, again.stderr[-2000:]
+    tags = scalars(run_dir)
+    for tag in ("valid/bleu", "train/loss", "hparam/test_bleu", "hparam/valid_bleu"):
+        steps = [s for s, _ in tags[tag]]
+        assert len(steps) == len(set(steps)), (tag, steps)
+    assert [s for s, _ in tags["valid/bleu"]] == [12]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert tags["hparam/test_bleu"][0][1] == pytest.approx(results["test"]["bleu"], abs=1e-4)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 Reduce = Callable[[dict[str, float], int], dict[str, float]]  # Criterion.reduce
 
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
+HPARAMS_SUFFIX = ".hparams"  # the events file that holds the final scores
 
 
 class TqdmHandler(logging.Handler):
@@ -231,7 +232,20 @@ class Logbook:
             for key in ("bleu", "chrf", "bleu_lc", "nll_loss", "ppl", "accuracy", "ece"):
                 if results.get(split):
                     metric_dict[f"hparam/{split}_{key}"] = results[split][key]
-        self.writer.add_hparams(hparams, metric_dict, run_name=".")
+        if not self.main:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        # One file of its own, replaced whenever the run finishes again (a resumed finished
+        # run), so TensorBoard never shows two sets of final scores at step 0.
+        for old in self.folder.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
+            old.unlink()
+        with SummaryWriter(str(self.folder), filename_suffix=HPARAMS_SUFFIX) as writer:
+            for summary in hparams_summary(hparams, metric_dict):
+                writer.file_writer.add_summary(summary)
+            for key, value in metric_dict.items():
+                writer.add_scalar(key, value)
 
     def flush(self) -> None:
         self.writer.flush()

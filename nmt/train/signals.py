@@ -13,17 +13,51 @@ log = logging.getLogger(__name__)
 class Preempted(Exception):
     """Training stopped on a signal after saving checkpoint_last.pt; the same command resumes."""
 
-    def __init__(self, signum: int, step: int, run_dir: Path):
+    def __init__(self, signum: int, step: int, run_dir: Path, scoring: bool = False):
         self.signum, self.step, self.run_dir = signum, step, run_dir
-        name = signal.Signals(signum).name
+        name, last = signal.Signals(signum).name, run_dir / "checkpoint_last.pt"
+        if scoring:
+            super().__init__(
+                f"stopped by {name} during the final scoring; training is complete (update "
+                f"{step}, saved in {last}); run the same command to score it and write "
+                "results.json"
+            )
+            return
         super().__init__(
-            f"stopped by {name} after update {step}; saved {run_dir / 'checkpoint_last.pt'}; "
-            "run the same command to resume"
+            f"stopped by {name} after update {step}; saved {last}; run the same command to resume"
         )
 
 
 class _Signals:
     received = 0
+
+
+class Interrupted(Exception):
+    """A stop signal during work that keeps no state worth finishing (the final scoring)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_at_once():
+    """SIGTERM/SIGINT raise Interrupted where the process is."""
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextlib.contextmanager

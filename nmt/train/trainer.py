@@ -37,7 +37,7 @@ from nmt.train.logbook import Interval, Logbook, compiled_graphs
 from nmt.train.precision import resolve_device
 from nmt.train.resume import resume_changes
 from nmt.train.rng import rng_state, seed_everything, set_rng_state
-from nmt.train.signals import Preempted, catch_stop_signals
+from nmt.train.signals import Interrupted, Preempted, catch_stop_signals, stop_at_once
 from nmt.train.step import StepStats, UpdateStep
 from nmt.train.validation import Validation
 
@@ -106,7 +106,9 @@ class Trainer(Budget, Validation, FinalScoring):
         """
         t, p = self.cfg.train, self.progress
         src_lens, tgt_lens = self.splits["train"].lengths()
-        self.interval, stop, last_valid = Interval(), False, -1
+        # A run resumed from the checkpoint of its last validation does not validate again.
+        last_valid = p.history[-1]["step"] if p.history else -1
+        self.interval, stop = Interval(), False
         # Every epoch has the same number of batches (only the order of equal lengths changes).
         per_epoch = -(-len(make_batches(src_lens, tgt_lens, self.cfg.data.max_tokens, t.seed))
                       // (t.update_freq * self.world.size))  # fmt: skip
@@ -149,7 +151,12 @@ class Trainer(Budget, Validation, FinalScoring):
             self._log_train()
         if last_valid != p.step:
             self.validate()
-        return self.finish()
+        try:
+            with stop_at_once():
+                return self.finish()
+        except Interrupted as signalled:
+            self.logbook.close()
+            raise Preempted(signalled.signum, p.step, self.run_dir, scoring=True) from None
 
     def _one_update(self, order: list) -> None:
         """Train on the next update's batches of the epoch's batch order, and log it."""
