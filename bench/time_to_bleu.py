@@ -140,12 +140,29 @@ def one_budget(minutes: float, args: argparse.Namespace, train_flags: list[str])
     return scores
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Flags that could only fail after a whole training run, refused before it."""
+    if args.beam < 1:
+        raise Refused(f"--beam must be >= 1, got {args.beam}")
+    alpha = args.length_penalty
+    if alpha is not None and not (math.isfinite(alpha) and alpha >= 0):
+        raise Refused(f"--length-penalty must be a finite number >= 0, got {alpha}")
+    if args.threads < 0:
+        raise Refused(f"--threads must be >= 0, got {args.threads}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise Refused(f"--out {out} is a file; name a folder for the runs")
+    if not args.name or "/" in args.name:
+        raise Refused(f"--name {args.name!r} must be a plain name (run folders are OUT/NAME-m<M>)")
+
+
 def main() -> int:
     args, train_flags = parse_args()
     try:
         bad = [m for m in args.minutes if not (math.isfinite(m) and m > 0)]
         if bad:
-            raise Refused(f"--minutes {bad[0]:g}: a budget must be more than 0 minutes")
+            raise Refused(f"--minutes {bad[0]:g}: a budget must be a finite number of minutes > 0")
+        check_flags(args)
         if args.threads:
             import torch
 

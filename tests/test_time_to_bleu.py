@@ -17,15 +17,34 @@ def _sha(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 
 
-@pytest.mark.parametrize("minutes", ["0", "-5", "nan"])
+@pytest.mark.parametrize("minutes", ["0", "-5", "nan", "inf"])
 def test_a_budget_of_no_time_is_refused(tmp_path, minutes):
     proc = run(SCRIPT, "--minutes", "30", minutes, "--out", str(tmp_path))
     assert proc.returncode == 2 and proc.stdout == ""
-    assert (
-        proc.stderr
-        == f"error: --minutes {float(minutes):g}: a budget must be more than 0 minutes\n"
+    assert proc.stderr == (
+        f"error: --minutes {float(minutes):g}: a budget must be a finite number of minutes > 0\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--beam", "0"], "--beam must be >= 1, got 0"),
+        (["--length-penalty", "nan"], "--length-penalty must be a finite number >= 0, got nan"),
+        (["--threads", "-1"], "--threads must be >= 0, got -1"),
+        (["--name", "a/b"], "--name 'a/b' must be a plain name (run folders are OUT/NAME-m<M>)"),
+    ],
+)
+def test_flags_that_would_fail_after_training_are_refused_before_it(tmp_path, flags, message):
+    proc = run(SCRIPT, "--minutes", "1", "--out", str(tmp_path / "ttb"), *flags)
+    assert proc.returncode == 2 and proc.stderr == f"error: {message}\n"
+    assert not (tmp_path / "ttb").exists()  # nothing trained, nothing made
+    (tmp_path / "file").write_text("x\n")
+    proc = run(SCRIPT, "--minutes", "1", "--out", str(tmp_path / "file"))
+    assert (
+        proc.stderr == f"error: --out {tmp_path / 'file'} is a file; name a folder for the runs\n"
+    )
 
 
 def test_a_folder_it_did_not_start_is_never_replaced(tmp_path, multi30k_run):

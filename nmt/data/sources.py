@@ -100,6 +100,11 @@ def resolve_folder(folder: Path, splits: dict[str, str]) -> dict[str, list[Path]
     splits: {split name: its role, 'train', 'valid' or 'test'} (the role names the flags).
     """
     files = data_files(folder)
+    if not files and not any(compressed_files(folder, s) for s in splits):
+        raise NMTError(
+            f"dataset folder {folder} holds no data files ({', '.join(FILE_BUILDERS)}); "
+            "point --dataset at the folder with the train/validation/test files"
+        )
     resolved: dict[str, list[Path]] = {}
     for split, role in splits.items():
         found = split_candidates(folder, split, files)
