@@ -168,3 +168,17 @@ def test_average_refuses_checkpoints_of_two_runs_unless_told(tmp_path, capsys):
     assert main([str(a), str(d), "--out", out]) == 0  # a budget change is the same run
     assert main([str(a), str(b), str(c), "--out", out, "--overwrite", "--mixed-runs"]) == 0
     assert all(torch.all(v == 3.0) for v in load_checkpoint(out)["model"].values())
+
+
+def test_run_directories_mean_their_best_checkpoints_and_two_runs_are_refused(tmp_path, capsys):
+    from nmt.decode.average import main
+
+    for name, scale in (("r1", 1.0), ("r2", 3.0)):
+        (tmp_path / name).mkdir()
+        _checkpoint(tmp_path / name / "checkpoint_best.pt", scale)  # the same step, 1 and 3
+    assert main([str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "a.pt")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / 'r2' / 'checkpoint_best.pt'} and "
+        f"{tmp_path / 'r1' / 'checkpoint_best.pt'} are in different run directories; average "
+        "checkpoints of one run, or pass --mixed-runs if you mean it"
+    )

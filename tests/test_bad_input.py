@@ -283,3 +283,8 @@ def test_a_folder_whose_files_name_no_split_says_so(tmp_path):
     write_jsonl(tmp_path / "d" / "data.jsonl", synthetic_pairs(10, 1))
     line = one_error_line(train(tmp_path / "d", tmp_path))
     assert line.startswith("error: the dataset has no 'train' split (it has none); ")
+
+
+def test_a_file_flag_naming_a_folder_says_so(folder, tmp_path):
+    line = one_error_line(train(folder, tmp_path, "--test-file", str(tmp_path)))
+    assert line == f"error: data file {tmp_path} is a folder, not a file; check --test-file"

@@ -247,3 +247,15 @@ def test_a_closed_stdin_is_one_line(run_dir, engine):
     assert proc.stderr == (
         "error: no input: standard input is closed; pipe the text in or pass --input FILE\n"
     )
+
+
+def test_a_full_standard_output_is_one_line(run_dir):
+    """translate.py > /dev/full: the write fails with ENOSPC."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "translate.py"), "--checkpoint", str(run_dir)],
+            input="A dog.\n", stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == (
+        "error: cannot write the translations to standard output: No space left on device\n"
+    )

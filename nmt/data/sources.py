@@ -263,7 +263,8 @@ def load_dataset_dict(cfg: DataConfig, candidates: tuple[Path, ...] = DEFAULT_LO
     flags = split_flags(cfg)
     for flag, path in flags.values():
         if not Path(path).is_file():
-            raise NMTError(f"data file {path} does not exist; check {flag}")
+            what = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
+            raise NMTError(f"data file {path} {what}; check {flag}")
         if Path(path).suffix.lower() not in FILE_BUILDERS:
             raise NMTError(
                 f"{flag} {path}: a data file must end in one of {', '.join(FILE_BUILDERS)}"

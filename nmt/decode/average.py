@@ -20,7 +20,13 @@ import torch
 
 from nmt.config import run_identity_changes
 from nmt.errors import ArgumentParser, NMTError
-from nmt.train.checkpoint import INFERENCE_KEYS, inference_weights, load_checkpoint, save_checkpoint
+from nmt.train.checkpoint import (
+    INFERENCE_KEYS,
+    checkpoint_file,
+    inference_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def newest_numbered(run_dir: str | Path, n: int) -> list[Path]:
@@ -49,7 +55,7 @@ def average(paths: list[Path], mixed_runs: bool = False) -> dict:
     mixed_runs.
     """
     loaded: list[tuple[Path, dict]] = []
-    for path in _distinct_files(paths):
+    for path in _distinct_files([checkpoint_file(p) for p in paths]):  # a run dir: its best
         state = load_checkpoint(path)
         if loaded:
             _check_same(loaded[0][1], state, loaded[0][0], path)

@@ -87,7 +87,15 @@ def write_output(path: str | None, text: str) -> None:
     its permissions; a device or FIFO (/dev/null, a pipe) is written to as it is, never replaced.
     """
     if path is None:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # translate.py | head: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError as exc:
+            raise NMTError(
+                f"cannot write the translations to standard output: {exc.strerror or exc}"
+            ) from None
         return
     real = Path(os.path.realpath(path))
     try:
