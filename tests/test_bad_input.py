@@ -268,6 +268,10 @@ def test_diverged_losses_give_infinite_perplexity_not_a_crash():
         ("-m nmt.sweep", ["--sweep-dir", "x"], "error: the following arguments are required: "),
         ("-m nmt.report", [], "error: the following arguments are required: runs"),
         ("-m nmt.report", ["a", "--bootstrap-samples", "1.5"], "error: argument --bootstrap"),
+        ("-m nmt.average", ["a.pt", "b.pt"], "error: the following arguments are required: --out"),
+        ("-m nmt.average", ["--last", "x", "r", "--out", "o"], "error: argument --last: invalid"),
+        ("-m nmt.export", ["r", "--format", "onnx", "--out", "o"], "error: argument --format:"),
+        ("bench/time_to_bleu.py", ["--minutes", "half"], "error: argument --minutes: invalid"),
     ],
 )
 def test_flag_parse_errors_are_one_line_too(tmp_path, cli, args, message):
