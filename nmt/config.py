@@ -131,42 +131,6 @@ class Config:
         return apply_overrides(cls(), flatten(values, source), source)
 
 
-# What a run may change when it is resumed (its budget and bookkeeping), and what two
-# checkpoints of one run may differ in: nothing else changes what the weights mean.
-BOOKKEEPING = (
-    "train.max_steps",
-    "train.max_epochs",
-    "train.max_minutes",
-    "train.patience",
-    "train.valid_every",
-    "train.save_every",
-    "train.keep_last",
-    "train.log_every",
-    "train.num_samples",
-    "train.max_skipped",
-    "train.device",
-    "train.precision",
-    "train.compile",
-    "train.run_dir",
-    "data.num_proc",
-    "data.cache_dir",
-)
-
-
-def run_identity_changes(old: dict, new: dict) -> list[str]:
-    """The dotted keys (outside BOOKKEEPING) whose values differ between two config dicts; a key
-    only one of them has (added to the config since the other was written) is no change."""
-    a, b = flatten(old, "config"), flatten(new, "config")
-    return sorted(k for k in a.keys() & b.keys() if k not in BOOKKEEPING and a[k] != b[k])
-
-
-def bookkeeping_changes(old: dict, new: dict) -> list[dict[str, Any]]:
-    """[{"key", "from", "to"}] for the BOOKKEEPING keys whose values differ."""
-    a, b = flatten(old, "config"), flatten(new, "config")
-    keys = [k for k in BOOKKEEPING if k in a and k in b and a[k] != b[k]]
-    return [{"key": k, "from": a[k], "to": b[k]} for k in keys]
-
-
 def flatten(values: Any, source: str) -> dict[str, Any]:
     """{'train': {'lr': 1}} -> {'train.lr': 1}; a section that is not a mapping is an error."""
     if values is None:

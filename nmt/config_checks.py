@@ -4,6 +4,7 @@ and combinations that types alone cannot express; each failure is one NMTError n
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from nmt.config import Config, flatten
 from nmt.errors import NMTError
@@ -114,3 +115,39 @@ def validate(cfg: Config) -> Config:
         if not ok:
             raise NMTError(f"'{key}' {message}")
     return cfg
+
+
+# What a run may change when it is resumed (its budget and bookkeeping), and what two
+# checkpoints of one run may differ in: nothing else changes what the weights mean.
+BOOKKEEPING = (
+    "train.max_steps",
+    "train.max_epochs",
+    "train.max_minutes",
+    "train.patience",
+    "train.valid_every",
+    "train.save_every",
+    "train.keep_last",
+    "train.log_every",
+    "train.num_samples",
+    "train.max_skipped",
+    "train.device",
+    "train.precision",
+    "train.compile",
+    "train.run_dir",
+    "data.num_proc",
+    "data.cache_dir",
+)
+
+
+def run_identity_changes(old: dict, new: dict) -> list[str]:
+    """The dotted keys (outside BOOKKEEPING) whose values differ between two config dicts; a key
+    only one of them has (added to the config since the other was written) is no change."""
+    a, b = flatten(old, "config"), flatten(new, "config")
+    return sorted(k for k in a.keys() & b.keys() if k not in BOOKKEEPING and a[k] != b[k])
+
+
+def bookkeeping_changes(old: dict, new: dict) -> list[dict[str, Any]]:
+    """[{"key", "from", "to"}] for the BOOKKEEPING keys whose values differ."""
+    a, b = flatten(old, "config"), flatten(new, "config")
+    keys = [k for k in BOOKKEEPING if k in a and k in b and a[k] != b[k]]
+    return [{"key": k, "from": a[k], "to": b[k]} for k in keys]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nmt.config import DataConfig
+from nmt.data.columns import batch_pairs, nested_column, split_pairs, usable
 from nmt.data.sources import (  # noqa: F401 (re-exported: the data API in one place)
     DEFAULT_HUB_DATASET,
     DEFAULT_LOCAL_DIRS,
@@ -85,60 +86,6 @@ class ArrowSplit:
         return batch["src_ids"], batch["tgt_ids"]
 
 
-def _nested(ds, split: str, src: str, tgt: str) -> bool:
-    """Whether the pairs sit in a nested 'translation' column (else flat {src, tgt} columns)."""
-    columns = ds.column_names
-    if src in columns and tgt in columns:
-        return False
-    if "translation" in columns:
-        feature = ds.features["translation"]  # a dict of strings, or a Translation feature
-        langs = getattr(feature, "languages", None) or getattr(feature, "keys", lambda: None)()
-        if langs is None:  # rows with different languages: no one schema for the column
-            _first_bad_row(ds, split, src, tgt)
-            return True
-        langs = list(langs)
-        if src in langs and tgt in langs:
-            return True
-    else:
-        langs = columns
-    raise NMTError(
-        f"split '{split}' has no {src}->{tgt} pairs: its languages are "
-        f"{', '.join(langs)}; pick --src and --tgt among them"
-    )
-
-
-def _first_bad_row(ds, split: str, src: str, tgt: str) -> None:
-    """Refuse a 'translation' column whose rows do not all hold both languages, naming the
-    first such row."""
-    for number, row in enumerate(ds["translation"], 1):
-        have = sorted(row) if isinstance(row, dict) else []
-        if src not in have or tgt not in have:
-            missing = [lang for lang in (src, tgt) if lang not in have]
-            raise NMTError(
-                f"split '{split}' row {number}: its translation has no {' or '.join(missing)} "
-                f"(it has {', '.join(have) or 'nothing'}); every row needs both {src} and "
-                f"{tgt}: fix or remove that row"
-            )
-
-
-def _batch_pairs(batch: dict, nested: bool, src: str, tgt: str) -> tuple[list, list]:
-    """Source and target texts of a column batch; a missing side is None."""
-    if nested:
-        pairs = batch["translation"]
-        return [p.get(src) for p in pairs], [p.get(tgt) for p in pairs]
-    return batch[src], batch[tgt]
-
-
-def _usable(s, t) -> bool:
-    return isinstance(s, str) and isinstance(t, str) and bool(s.strip()) and bool(t.strip())
-
-
-def _pairs(ds, split: str, src: str, tgt: str) -> tuple[list, list]:
-    """Source and target columns of one split: flat {src, tgt} or nested 'translation'."""
-    nested = _nested(ds, split, src, tgt)
-    return _batch_pairs(ds[:], nested, src, tgt)
-
-
 def _split(dd, name: str, cfg: DataConfig, limit: int = 0):
     """One split of the DatasetDict (its first `limit` rows when limit > 0)."""
     if name not in dd:
@@ -154,8 +101,8 @@ def _split(dd, name: str, cfg: DataConfig, limit: int = 0):
 def read_split(dd, name: str, cfg: DataConfig, limit: int = 0) -> tuple[list[str], list[str]]:
     """Raw text pairs of one split, rows with an empty or missing side skipped and counted."""
     ds = _split(dd, name, cfg, limit)
-    srcs, tgts = _pairs(ds, name, cfg.src, cfg.tgt)
-    keep = [i for i, (s, t) in enumerate(zip(srcs, tgts)) if _usable(s, t)]
+    srcs, tgts = split_pairs(ds, name, cfg.src, cfg.tgt)
+    keep = [i for i, (s, t) in enumerate(zip(srcs, tgts)) if usable(s, t)]
     if len(keep) < len(srcs):
         log.warning(
             "%s: skipped %d of %d rows with an empty or missing side",
@@ -179,8 +126,8 @@ class TrainingText:
         self.count = 0
         for side in (0, 1):
             for batch in self.ds.iter(batch_size=10_000):
-                for pair in zip(*_batch_pairs(batch, self.nested, self.src, self.tgt)):
-                    if _usable(*pair):
+                for pair in zip(*batch_pairs(batch, self.nested, self.src, self.tgt)):
+                    if usable(*pair):
                         self.count += 1
                         yield one_line(pair[side].strip())
 
@@ -192,8 +139,8 @@ class _Encoder:
         self.tok, self.nested, self.src, self.tgt = tok, nested, src, tgt
 
     def __call__(self, batch: dict) -> dict:
-        srcs, tgts = _batch_pairs(batch, self.nested, self.src, self.tgt)
-        ok = [_usable(s, t) for s, t in zip(srcs, tgts)]
+        srcs, tgts = batch_pairs(batch, self.nested, self.src, self.tgt)
+        ok = [usable(s, t) for s, t in zip(srcs, tgts)]
         s_ids = self.tok.encode([one_line(s.strip()) if k else "" for s, k in zip(srcs, ok)])
         t_ids = self.tok.encode([one_line(t.strip()) if k else "" for t, k in zip(tgts, ok)])
         src_ids = [frame_source(ids) if k else [] for ids, k in zip(s_ids, ok)]
@@ -282,7 +229,7 @@ def load_data(cfg: DataConfig, tok_builder, candidates: tuple[Path, ...] = DEFAU
     """
     dd = load_dataset_dict(cfg, candidates)
     train_ds = _split(dd, cfg.train_split, cfg, cfg.max_train_pairs)
-    nested = _nested(train_ds, cfg.train_split, cfg.src, cfg.tgt)
+    nested = nested_column(train_ds, cfg.train_split, cfg.src, cfg.tgt)
     valid_src, valid_tgt = read_split(dd, cfg.valid_split, cfg, cfg.max_valid_pairs)
     text = TrainingText(train_ds, nested, cfg.src, cfg.tgt)
     try:

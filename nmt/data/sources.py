@@ -8,12 +8,12 @@ Hub id is loaded by `datasets` as it is.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
 
 from nmt.config import DataConfig
+from nmt.data.file_checks import check_tsv, refuse_empty, why_unreadable
 from nmt.errors import NMTError
 
 log = logging.getLogger(__name__)
@@ -131,70 +131,6 @@ def resolve_folder(folder: Path, splits: dict[str, str]) -> dict[str, list[Path]
     return resolved
 
 
-def check_tsv(path: Path) -> None:
-    """Every row of a TSV file has as many fields as its header: a stray tab would shift the
-    columns (a target read as the source) or fail deep inside pandas."""
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        header = handle.readline().rstrip("\r\n")
-        fields = header.count("\t") + 1
-        for number, line in enumerate(handle, 2):
-            line = line.rstrip("\r\n")
-            if line and line.count("\t") + 1 != fields:
-                raise NMTError(
-                    f"data file {path} line {number} has {line.count(chr(9)) + 1} tab-separated "
-                    f"fields but its header has {fields} ({header.replace(chr(9), ', ')}); fix "
-                    "or remove that line"
-                )
-
-
-COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".tgz")
-
-
-def compressed_files(folder: Path, split: str) -> list[Path]:
-    """Compressed data files under folder that name split (they are not read)."""
-    keys = _keywords(split)
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in COMPRESSED
-        and any(_names(part.split(".")[0], k) for part in p.relative_to(folder).parts for k in keys)
-    )
-
-
-def refuse_empty(path: Path) -> None:
-    """datasets fails obscurely on an empty data file: name the file instead."""
-    if path.stat().st_size < 64 and not path.read_bytes().strip():
-        raise NMTError(
-            f"data file {path} is empty: that split has no pairs; fill it, or remove it "
-            "and name another split"
-        )
-
-
-def _bad_json_line(path: Path) -> str | None:
-    """'line N: reason' of the first line of a JSON Lines file that does not parse."""
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    json.loads(line)
-                except json.JSONDecodeError as exc:
-                    return f"line {number}: {exc.msg} (column {exc.colno})"
-    return None
-
-
-def _why_unreadable(paths: list[Path], exc: Exception) -> str:
-    for path in paths:
-        if path.suffix.lower() == ".jsonl":
-            bad = _bad_json_line(path)
-            if bad:
-                return f"data file {path} is not valid JSON Lines at {bad}; fix or remove that line"
-    text = str(exc).strip().splitlines()
-    reason = f"{type(exc).__name__}: {text[-1][:200]}" if text else type(exc).__name__
-    where = ", ".join(map(str, paths))
-    return f"data file {where} could not be read ({reason}); check its format"
-
-
 def load_files(split: str, paths: list[Path]):
     """One split from explicit files, as a datasets.Dataset."""
     import datasets
@@ -216,7 +152,7 @@ def load_files(split: str, paths: list[Path]):
             builder, data_files={split: [str(p) for p in paths]}, split=split, **options
         )
     except Exception as exc:  # pyarrow, pandas and datasets each raise their own types
-        raise NMTError(_why_unreadable(paths, exc)) from None
+        raise NMTError(why_unreadable(paths, exc)) from None
 
 
 def default_dataset(candidates: tuple[Path, ...] = DEFAULT_LOCAL_DIRS) -> str:
@@ -301,3 +237,18 @@ def load_dataset_dict(cfg: DataConfig, candidates: tuple[Path, ...] = DEFAULT_LO
         log.info("data: %s <- %s", split, ", ".join(files[split]))
     dd.files = files
     return dd
+
+
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".tgz")
+
+
+def compressed_files(folder: Path, split: str) -> list[Path]:
+    """Compressed data files under folder that name split (they are not read)."""
+    keys = _keywords(split)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in COMPRESSED
+        and any(_names(part.split(".")[0], k) for part in p.relative_to(folder).parts for k in keys)
+    )

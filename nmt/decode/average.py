@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from nmt.config import run_identity_changes
+from nmt.config_checks import run_identity_changes
 from nmt.errors import ArgumentParser, NMTError
 from nmt.train.checkpoint import (
     INFERENCE_KEYS,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from nmt.config import Config, bookkeeping_changes, flatten, run_identity_changes
+from nmt.config import Config, flatten
+from nmt.config_checks import bookkeeping_changes, run_identity_changes
 from nmt.errors import NMTError
 from nmt.train.checkpoint import TrainState
 from nmt.train.distributed import World

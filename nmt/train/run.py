@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from nmt.config import BOOKKEEPING, Config, flatten, format_eps
+from nmt.config import Config, flatten, format_eps
+from nmt.config_checks import BOOKKEEPING
 from nmt.errors import NMTError
 from nmt.files import FolderLock, lock_folder, write_atomic
 from nmt.objective import smoothing as registry

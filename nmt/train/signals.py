@@ -41,12 +41,8 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
-def stop_at_once():
-    """SIGTERM/SIGINT raise Interrupted where the process is."""
-
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
+def _handling(handler):
+    """SIGTERM and SIGINT go to handler inside the block (main thread only)."""
     previous = {}
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -61,6 +57,17 @@ def stop_at_once():
 
 
 @contextlib.contextmanager
+def stop_at_once():
+    """SIGTERM/SIGINT raise Interrupted where the process is."""
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    with _handling(handler):
+        yield
+
+
+@contextlib.contextmanager
 def catch_stop_signals():
     """SIGTERM/SIGINT set a flag instead of killing; a second SIGINT interrupts at once."""
     flags = _Signals()
@@ -71,14 +78,5 @@ def catch_stop_signals():
         flags.received = signum
         log.warning("%s received: stopping after this update", signal.Signals(signum).name)
 
-    previous = {}
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: signals stay as they are
-        pass
-    try:
+    with _handling(handler):
         yield flags
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
