@@ -18,6 +18,8 @@ of the machine hits all of them); the first --warmup updates of each are not tim
   foreach   eager with AdamW's foreach implementation (one kernel per step over all tensors)
   fused     eager with AdamW's fused implementation
   math-attn eager with scaled_dot_product_attention's math path instead of CPU flash
+  uniform-dropout  eager with model.dropout_masks uniform (rand < 1 - p masks): another draw
+            of the random stream, so its losses differ from eager's by design
 
 For each variant: milliseconds per update (median), non-pad target tokens per second, the
 worst relative difference of its per-update loss from eager's, and a profile of --profile
@@ -93,7 +95,15 @@ class Variant:
 
             inductor.fallback_random = True  # eager's dropout masks, so losses compare
         criterion = build_criterion(train, vocab, PAD_ID)
-        self.step = UpdateStep.build(train, copy.deepcopy(model), criterion, torch.device("cpu"))
+        model = copy.deepcopy(model)
+        if name == "uniform-dropout":
+            from nmt.model.dropout import UniformDropout
+
+            for parent in list(model.modules()):
+                for child_name, child in parent.named_children():
+                    if isinstance(child, torch.nn.Dropout):
+                        setattr(parent, child_name, UniformDropout(child.p))
+        self.step = UpdateStep.build(train, model, criterion, torch.device("cpu"))
         if name == "pad8":
             self.step.pad_multiple = 8
         if name in ("foreach", "fused"):

@@ -56,6 +56,7 @@ class ModelConfig:
     dropout: float = 0.2
     attention_dropout: float = 0.0
     activation_dropout: float = 0.0
+    dropout_masks: str = "bernoulli"  # bernoulli (nn.Dropout) or uniform (rand < 1 - p, cheaper)
     activation: str = "relu"
     share_embeddings: bool = True
     tie_output: bool = True

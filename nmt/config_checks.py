@@ -18,6 +18,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "train.precision": ("auto", "fp32", "bf16", "fp16"),
         "train.smoothing_type": registry.names(),
         "model.activation": ("relu", "gelu"),
+        "model.dropout_masks": ("bernoulli", "uniform"),
         "train.schedule": ("inverse_sqrt", "cosine", "linear"),
         "data.spm_model_type": ("unigram", "bpe", "char", "word"),
     }

@@ -11,6 +11,7 @@ from torch import nn
 
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import PAD_ID
+from nmt.model.dropout import make_dropout
 
 
 def _few_query_attention(
@@ -120,7 +121,7 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(cfg.d_model, cfg.ffn_dim)
         self.fc2 = nn.Linear(cfg.ffn_dim, cfg.d_model)
         self.act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
-        self.dropout = nn.Dropout(cfg.activation_dropout)
+        self.dropout = make_dropout(cfg.activation_dropout, cfg.dropout_masks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.dropout(self.act(self.fc1(x))))
@@ -134,7 +135,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
         self.ffn = FeedForward(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = make_dropout(cfg.dropout, cfg.dropout_masks)
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.norm1(x), mask=src_mask))
@@ -150,7 +151,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
         self.cross_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
         self.ffn = FeedForward(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = make_dropout(cfg.dropout, cfg.dropout_masks)
 
     def forward(
         self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor
@@ -222,7 +223,7 @@ class Transformer(nn.Module):
         self.register_buffer(
             "positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = make_dropout(cfg.dropout, cfg.dropout_masks)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)

@@ -73,7 +73,8 @@ def check_rows(runs: list[dict], allow_mixed: bool = False) -> list[str]:
         first, base = members[0], setting(members[0])
         for run in members[1:]:
             other = setting(run)
-            keys = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+            # A key only one of them has (added to the config since) is no difference.
+            keys = sorted(k for k in base.keys() & other.keys() if base[k] != other[k])
             if not keys:
                 continue
             shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
