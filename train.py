@@ -89,7 +89,7 @@ def _build(cfg, args, command, world, device, started, build_criterion, held) ->
     log.info("run directory %s", run_path)
     state = _resume_from(run_path) if resuming else None
     seed_everything(cfg.train.seed)
-    tok, splits = distributed.main_first(lambda: _data(cfg, state), world)
+    tok, splits = distributed.main_first(lambda: load_run_data(cfg, state), world)
     model = Transformer(cfg.model, len(tok))
     if world.rank:  # DDP copies rank 0's weights; dropout differs per rank
         seed_everything(cfg.train.seed + 1000 * world.rank)
@@ -127,7 +127,7 @@ def _resume_from(run_path) -> TrainState:
     return state
 
 
-def _data(cfg, state: TrainState | None):
+def load_run_data(cfg, state: TrainState | None = None):
     """(tokenizer, splits): the checkpoint's tokenizer on resume, else trained or cached."""
     d = cfg.data
     if state is not None:  # the run's own tokenizer, whatever the cache holds now

@@ -63,17 +63,11 @@ def recipe_batches(dataset: str, n: int, pad_multiple: int):
     """The default recipe's config and the first n training batches of epoch 1."""
     from nmt.cli import parse_args as train_args
     from nmt.data.batching import make_batches
-    from nmt.data.dataset import load_data
-    from nmt.data.tokenizer import train_or_load
+    from train import load_run_data
 
     cfg, _ = train_args(["--dataset", dataset, "--device", "cpu"])
     d = cfg.data
-    tok, splits = load_data(
-        d,
-        lambda texts: train_or_load(
-            texts, d.vocab_size, d.spm_model_type, max_sentences=d.spm_max_sentences
-        ),
-    )
+    tok, splits = load_run_data(cfg)  # what train.py trains on
     train = splits["train"]
     order = make_batches(*train.lengths(), d.max_tokens, cfg.train.seed, 0)
     return cfg, len(tok), train, order[:n]

@@ -47,19 +47,13 @@ def batches(args) -> tuple[object, list[tuple[torch.Tensor, torch.Tensor]], int]
     """(config, the first steps + 1 batches of epoch 1 as (src, tgt), vocabulary size)."""
     from nmt.cli import parse_args
     from nmt.data.batching import collate, make_batches
-    from nmt.data.dataset import load_data
-    from nmt.data.tokenizer import train_or_load
+    from train import load_run_data
 
     flags = ["--config", args.config, "--dataset", args.dataset, "--device", args.device]
     flags += ["--max-tokens", str(args.max_tokens)] if args.max_tokens else []
     cfg, _ = parse_args(flags)
     d = cfg.data
-    tok, splits = load_data(
-        d,
-        lambda texts: train_or_load(
-            texts, d.vocab_size, d.spm_model_type, max_sentences=d.spm_max_sentences
-        ),
-    )
+    tok, splits = load_run_data(cfg)  # what train.py trains on
     train = splits["train"]
     order = make_batches(*train.lengths(), d.max_tokens, cfg.train.seed, 0)
     return cfg, [collate(train, b) for b in order[: args.steps + 1]], len(tok)
