@@ -59,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def recipe_batches(dataset: str, n: int, pad_multiple: int):
+def recipe_batches(dataset: str, n: int):
     """The default recipe's config and the first n training batches of epoch 1."""
     from nmt.cli import parse_args as train_args
     from nmt.data.batching import make_batches
@@ -157,7 +157,7 @@ def main() -> None:
     args = parse_args()
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     total = args.warmup + args.updates
-    cfg, vocab, train_split, batches = recipe_batches(args.dataset, total + args.profile, 1)
+    cfg, vocab, train_split, batches = recipe_batches(args.dataset, total + args.profile)
     from nmt.model.transformer import Transformer
 
     torch.manual_seed(cfg.train.seed)

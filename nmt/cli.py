@@ -122,10 +122,10 @@ def check_spellings(argv: list[str]) -> None:
     while i < len(argv):
         token = argv[i]
         name, eq, value = token.partition("=")
-        key = SHORT_FLAGS[name][0] if name in SHORT_FLAGS else name[2:]
         if not token.startswith("--") or (name not in SHORT_FLAGS and "." not in name):
             i += 1
             continue
+        key = SHORT_FLAGS[name][0] if name in SHORT_FLAGS else name[2:]
         if not eq:
             value = argv[i + 1] if i + 1 < len(argv) else ""
             i += 1

@@ -89,7 +89,11 @@ def _distinct_files(paths: list[Path]) -> list[Path]:
     """paths without a second spelling of a file already listed (compared by inode)."""
     seen, out = set(), []
     for path in paths:
-        key = (path.stat().st_dev, path.stat().st_ino) if path.is_file() else str(path)
+        if path.is_file():
+            info = path.stat()
+            key = (info.st_dev, info.st_ino)
+        else:
+            key = str(path)
         if key not in seen:
             seen.add(key)
             out.append(path)
