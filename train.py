@@ -17,6 +17,7 @@ from nmt.model.transformer import Transformer
 from nmt.objective.criterion import Criterion
 from nmt.train import distributed
 from nmt.train.checkpoint import TrainState, load_train_state
+from nmt.train.hostmem import keep_freed_memory
 from nmt.train.logbook import setup_logging
 from nmt.train.precision import resolve_device
 from nmt.train.rng import seed_everything
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None
         world = distributed.world_from_env()
         device = distributed.init(resolve_device(cfg.train.device), world)
         setup_logging(rank=world.rank, hold=world.main)  # train.log once the run starts
+        if device.type == "cpu" and keep_freed_memory():
+            log.debug("host memory: freed blocks kept for reuse (glibc mallopt)")
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
         trainer = _build(cfg, args, command, world, device, started, build_criterion, held)
         results = trainer.fit()

@@ -1,7 +1,8 @@
 """The default recipe's update, eager against faster variants, on the same Multi30k batches.
 
     python bench/recipe_speed.py [--dataset data/multi30k] [--updates 20] [--warmup 5]
-                                 [--variants eager,pad8,compile,threads1] [--profile 3]
+                                 [--variants eager,fast] [--profile 3]
+                                 [--allocator both|glibc|keep] [--rounds 2]
 
 Every variant is the trainer's own nmt.train.step.UpdateStep at the default recipe's sizes
 (d_model 128, FFN 256, 4+4 layers, vocabulary 4k, max-tokens 4096, dropout 0.2, EMA), built
@@ -10,7 +11,9 @@ own copy of the random stream, so every variant draws the same dropout masks whe
 arithmetic draws them the same way. The variants take turns update by update (a slow patch
 of the machine hits all of them); the first --warmup updates of each are not timed.
 
-  eager     today's default path
+  eager     the path of every run before train.kernels (train.kernels reference)
+  fast      train.kernels fast, train.py's default now: math attention on the CPU and the
+            loss's kept softmax (equal to rounding)
   pad8      eager with batch lengths padded to a multiple of 8 (what --compile pads to)
   compile   --compile (torch.compile of the model, inductor), with inductor's fallback_random
             so that its dropout masks are eager's and its losses can be compared
@@ -20,6 +23,13 @@ of the machine hits all of them); the first --warmup updates of each are not tim
   math-attn eager with scaled_dot_product_attention's math path instead of CPU flash
   uniform-dropout  eager with model.dropout_masks uniform (rand < 1 - p masks): another draw
             of the random stream, so its losses differ from eager's by design
+  A+B       levers together, e.g. math-attn+fused+uniform-dropout
+
+--allocator keep runs the whole process with nmt.train.hostmem.keep_freed_memory() (what
+train.py does on the CPU); glibc leaves malloc as it is. That is process-wide, so the default,
+--allocator both, runs the bench as child processes, glibc then keep, --rounds times, and
+gives the medians of each (variant, allocator) against eager under glibc (each child's header
+prints its allocator and peak resident memory).
 
 For each variant: milliseconds per update (median), non-pad target tokens per second, the
 worst relative difference of its per-update loss from eager's, and a profile of --profile
@@ -46,6 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TOLERANCE = 1e-5  # relative, per update: "keeps the numbers"
+LEVERS = {"eager", "fast", "pad8", "compile", "threads1", "foreach", "fused", "math-attn",
+          "uniform-dropout"}  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,9 +65,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dataset", default=str(ROOT / "data" / "multi30k"))
     p.add_argument("--updates", type=int, default=20, help="timed updates per variant")
     p.add_argument("--warmup", type=int, default=5, help="untimed updates first (compiles)")
-    p.add_argument("--variants", default="eager,pad8,compile,threads1")
+    p.add_argument("--variants", default="eager,fast")
     p.add_argument("--profile", type=int, default=3, help="profiled updates per variant (0: none)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--allocator",
+        choices=("glibc", "keep", "both"),
+        default="both",
+        help="keep: freed host memory kept for reuse (train.py's CPU default); both: each in "
+        "child processes, --rounds times in turns",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="--allocator both: rounds of each")
     return p.parse_args()
 
 
@@ -83,14 +103,20 @@ class Variant:
         from nmt.objective.loss import build_criterion
         from nmt.train.step import UpdateStep
 
-        train = dataclasses.replace(cfg.train, compile=name == "compile")
-        if name == "compile":
+        levers = set(name.split("+"))
+        unknown = levers - LEVERS
+        if unknown:
+            sys.exit(f"recipe_speed: unknown variant {sorted(unknown)[0]!r}; levers: "
+                     f"{', '.join(sorted(LEVERS))} (join with +)")  # fmt: skip
+        kernels = "fast" if "fast" in levers else "reference"
+        train = dataclasses.replace(cfg.train, compile="compile" in levers, kernels=kernels)
+        if "compile" in levers:
             import torch._inductor.config as inductor
 
             inductor.fallback_random = True  # eager's dropout masks, so losses compare
         criterion = build_criterion(train, vocab, PAD_ID)
         model = copy.deepcopy(model)
-        if name == "uniform-dropout":
+        if "uniform-dropout" in levers:
             from nmt.model.dropout import UniformDropout
 
             for parent in list(model.modules()):
@@ -98,11 +124,12 @@ class Variant:
                     if isinstance(child, torch.nn.Dropout):
                         setattr(parent, child_name, UniformDropout(child.p))
         self.step = UpdateStep.build(train, model, criterion, torch.device("cpu"))
-        if name == "pad8":
+        if "pad8" in levers:
             self.step.pad_multiple = 8
-        if name in ("foreach", "fused"):
-            self._swap_optimizer(train, **{name: True})
-        self.name, self.threads = name, 1 if name == "threads1" else threads
+        for impl in levers & {"foreach", "fused"}:
+            self._swap_optimizer(train, **{impl: True})
+        self.name, self.levers = name, levers
+        self.threads = 1 if "threads1" in levers else threads
         self.rng = torch.get_rng_state()
         self.seconds: list[float] = []
         self.losses: list[float] = []
@@ -129,7 +156,8 @@ class Variant:
         torch.set_num_threads(self.threads)
         torch.set_rng_state(self.rng)
         batch = collate(train_split, batch_idx, self.step.pad_multiple)
-        choice = sdpa_kernel([SDPBackend.MATH]) if self.name == "math-attn" else nullcontext()
+        math = "math-attn" in self.levers
+        choice = sdpa_kernel([SDPBackend.MATH]) if math else nullcontext()
         start = time.perf_counter()
         with choice:
             stats = self.step.step([batch])
@@ -153,8 +181,28 @@ def profile(variant: Variant, train_split, batches) -> str:
     return "\n".join(f"  {line}" for line in table.splitlines())
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     args = parse_args()
+    if args.allocator == "both":
+        compare_allocators(args)
+    else:
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """The variants in turns in this process: table, profiles, and (name, ms, worst) rows."""
+    if args.allocator == "keep":
+        from nmt.train.hostmem import keep_freed_memory
+
+        if not keep_freed_memory():
+            sys.exit("recipe_speed: --allocator keep needs glibc (Linux)")
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     total = args.warmup + args.updates
     cfg, vocab, train_split, batches = recipe_batches(args.dataset, total + args.profile)
@@ -171,21 +219,65 @@ def main() -> None:
     rows = []
     for v in variants:
         worst = max(abs(a - b) / abs(b) for a, b in zip(v.losses, eager.losses))
-        ms = 1000 * statistics.median(v.seconds)
-        rows.append((v, ms, v.tokens / sum(v.seconds), worst))
+        rows.append((v.name, 1000 * statistics.median(v.seconds), worst))
     print(f"\n{len(batches[:total])} updates ({args.warmup} warm-up), default recipe, "
-          f"torch {torch.__version__}, CPU fp32")  # fmt: skip
-    print(f"{'variant':10s} {'ms/update':>10s} {'tok/s':>8s} {'vs eager':>9s} {'loss diff':>10s}")
-    base_ms = next(ms for v, ms, _, _ in rows if v is eager)
-    for v, ms, tps, worst in rows:
-        print(f"{v.name:10s} {ms:10.1f} {tps:8.0f} {base_ms / ms:8.2f}x {worst:10.2e}")
+          f"torch {torch.__version__}, CPU fp32, allocator {args.allocator}, "
+          f"peak RSS {peak_rss_mib():.0f} MiB")  # fmt: skip
+    print_table(rows, {name: v.tokens / sum(v.seconds) for name, v in zip(names, variants)})
     if args.profile:
         for v in variants:
             print(f"\nprofile of {v.name} ({args.profile} updates):")
             print(profile(v, train_split, batches[total : total + args.profile]))
-    kept = [(base_ms / ms, v.name) for v, ms, _, worst in rows if worst <= TOLERANCE]
+    for name, ms, worst in rows:
+        print(f"row: allocator={args.allocator} variant={name} ms={ms:.3f} worst={worst:.3e}")
+    report_fastest(rows, rows[names.index("eager")][1])
+    return rows
+
+
+def print_table(rows, tok_per_s: dict[str, float] | None = None, base_ms: float | None = None):
+    """ms per update, tokens/s (when known), speed against base_ms (default: eager's row)."""
+    base_ms = next(ms for name, ms, _ in rows if name == "eager") if base_ms is None else base_ms
+    w = max(10, *(len(name) for name, _, _ in rows))
+    print(f"{'variant':{w}s} {'ms/update':>10s} {'tok/s':>8s} {'vs eager':>9s} {'loss diff':>10s}")
+    for name, ms, worst in rows:
+        tps = f"{tok_per_s[name]:8.0f}" if tok_per_s else f"{'':8s}"
+        print(f"{name:{w}s} {ms:10.1f} {tps} {base_ms / ms:8.2f}x {worst:10.2e}")
+
+
+def report_fastest(rows, base_ms: float) -> None:
+    """The last line: the fastest variant that keeps the numbers, over base_ms."""
+    kept = [(base_ms / ms, name) for name, ms, worst in rows if worst <= TOLERANCE]
     speedup, name = max(kept)
     print(f"recipe_speed: speedup={speedup:.2f} variant={name}")
+
+
+def compare_allocators(args: argparse.Namespace) -> None:
+    """--allocator both: the bench as child processes, glibc and keep in turns, --rounds
+    times each (the allocator is process-wide); medians per (allocator, variant), every row
+    against eager under glibc's allocator (the path of every run before train.kernels)."""
+    import re
+    import subprocess
+
+    times: dict[str, list[float]] = {}
+    worst: dict[str, float] = {}
+    for round_ in range(args.rounds):
+        for allocator in ("glibc", "keep"):
+            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--variants",
+                   args.variants, "--updates", str(args.updates), "--warmup", str(args.warmup),
+                   "--threads", str(args.threads), "--allocator", allocator,
+                   "--profile", str(args.profile if round_ == 0 else 0)]  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            print(f"\n== round {round_ + 1}, allocator {allocator}\n{out}", flush=True)
+            for a, name, ms, w in re.findall(r"^row: allocator=(\S+) variant=(\S+) "
+                                             r"ms=(\S+) worst=(\S+)$", out, re.M):  # fmt: skip
+                key = name if a == "glibc" else f"{name}@keep"
+                times.setdefault(key, []).append(float(ms))
+                worst[key] = max(worst.get(key, 0.0), float(w))
+    rows = [(key, statistics.median(ms), worst[key]) for key, ms in times.items()]
+    print(f"\nmedians over {args.rounds} rounds; @keep: --allocator keep (train.py's CPU "
+          "default); every row against eager under glibc's allocator")  # fmt: skip
+    print_table(rows)
+    report_fastest(rows, dict((k, ms) for k, ms, _ in rows)["eager"])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -149,8 +150,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
     args, rest = build_parser().parse_known_args(argv)
     cfg = Config()
     if args.config:
-        cfg = apply_overrides(cfg, flatten(load_yaml(args.config), args.config), args.config)
+        raw = load_yaml(args.config)
+        if isinstance(raw, dict):  # a run's config.yaml also lists the data files it read
+            raw.pop("data_files", None)
+        values = flatten(raw, args.config)
+        # A config file older than train.kernels is a run's record: it reproduces that run.
+        values.setdefault("train.kernels", "reference")
+        cfg = apply_overrides(cfg, values, args.config)
     flags = {key: value for key, value in vars(args).items() if "." in key and value is not None}
     cfg = apply_overrides(cfg, flags, "command line")
     cfg = apply_overrides(cfg, parse_dotted(rest), "command line")
-    return validate(cfg), args
+    cfg = validate(cfg)
+    if cfg.train.kernels == "auto":  # recorded resolved in the run's config.yaml
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, kernels="fast"))
+    return cfg, args

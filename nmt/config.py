@@ -85,6 +85,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False  # torch.compile the model; batch lengths padded to a multiple of 8
+    # fast: on the CPU the math attention path and the loss's kept softmax (equal to rounding);
+    # reference: the arithmetic of runs before 2026-12; auto = fast. Recorded resolved.
+    kernels: str = "auto"
     run_dir: str | None = None  # None = runs/<dataset>-<src>-<tgt>-ls<eps>[-<convention>]
     num_samples: int = 3  # translations written to TensorBoard at each validation
     save_every: int = 0  # also save checkpoint_last.pt every N updates; 0 = at validations only

@@ -19,6 +19,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "train.smoothing_type": registry.names(),
         "model.activation": ("relu", "gelu"),
         "model.dropout_masks": ("bernoulli", "uniform"),
+        "train.kernels": ("auto", "fast", "reference"),
         "train.schedule": ("inverse_sqrt", "cosine", "linear"),
         "data.spm_model_type": ("unigram", "bpe", "char", "word"),
     }
@@ -134,6 +135,7 @@ BOOKKEEPING = (
     "train.device",
     "train.precision",
     "train.compile",
+    "train.kernels",
     "train.run_dir",
     "data.num_proc",
     "data.cache_dir",

@@ -268,3 +268,30 @@ def test_one_spelling_given_twice_keeps_the_last_and_says_so(caplog):
     assert "--train.lr is given 2 times; the last value, 2e-3, is used" in caplog.text
     agree, _ = parse_args(["--smoothing", "0.1", "--train.smoothing", "0.1"])  # no conflict
     assert agree.train.smoothing == 0.1
+
+
+def test_kernels_resolve_fast_and_a_config_file_without_them_is_an_older_runs_record(tmp_path):
+    """train.kernels: the command line resolves auto to fast (what config.yaml records); a
+    config file that names none is a run from before the key, so it reproduces that run's
+    arithmetic (reference); a file or a flag may name either; anything else is one line."""
+    assert parse_args([])[0].train.kernels == "fast"
+    old = tmp_path / "old.yaml"
+    old.write_text("train:\n  smoothing: 0.1\n")
+    assert parse_args(["--config", str(old)])[0].train.kernels == "reference"
+    assert parse_args(["--config", str(old), "--train.kernels", "auto"])[0].train.kernels == "fast"
+    new = tmp_path / "new.yaml"
+    new.write_text("train:\n  kernels: auto\n")
+    assert parse_args(["--config", str(new)])[0].train.kernels == "fast"
+    with pytest.raises(NMTError, match="'train.kernels' must be one of auto, fast, reference"):
+        parse_args(["--train.kernels", "turbo"])
+    from nmt.config_checks import BOOKKEEPING
+
+    assert "train.kernels" in BOOKKEEPING  # how the arithmetic runs, not what is trained
+
+
+def test_a_committed_runs_config_reproduces_it_on_the_reference_path():
+    committed = sorted((ROOT / "docs" / "results").glob("*/runs/*/config.yaml"))
+    assert len(committed) >= 12
+    for path in committed:
+        cfg, _ = parse_args(["--config", str(path)])
+        assert cfg.train.kernels == "reference", path

@@ -82,3 +82,34 @@ def test_the_update_step_stands_alone():
     unwanted = ("tensorboard", "torch.utils.tensorboard", "nmt.train.trainer", "nmt.train.run",
                 "nmt.data.dataset", "nmt.data.sources", "datasets")  # fmt: skip
     assert modules_loaded("nmt.train.step", unwanted) == []
+
+
+class OpNames(torch.utils._python_dispatch.TorchDispatchMode):
+    """The ATen operators called while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.__name__.split(".")[0])
+        return func(*args, **(kwargs or {}))
+
+
+def test_fast_kernels_take_the_math_attention_path_and_keep_the_losses():
+    """train.kernels fast on the CPU: no fused CPU attention kernel in the update, the loss's
+    kept softmax, and over 6 updates the losses of the reference path to 1e-5."""
+    fast, ref = updater(kernels="fast"), updater(kernels="reference")
+    assert (fast.math_attention, ref.math_attention) == (True, False)
+    assert (fast.criterion.keep_softmax, ref.criterion.keep_softmax) == (True, False)
+    flash = "_scaled_dot_product_flash_attention_for_cpu"
+    for t in (fast, ref):
+        with OpNames() as ops:
+            t.step([batch(A_SRC, A_TGT)])
+        assert (flash in ops.names) == (t is ref)
+    for _ in range(5):
+        b = batch(A_SRC + B_SRC, A_TGT + B_TGT)
+        a, r = fast.step([b]), ref.step([b])
+        assert a.loss == pytest.approx(r.loss, rel=1e-5)
+    for p, q in zip(fast.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-4, rtol=0)  # Adam scales tiny gradients

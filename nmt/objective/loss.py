@@ -28,6 +28,7 @@ def label_smoothed_nll(
     eps: float,
     pad_id: int,
     kind: str = registry.DEFAULT,
+    keep_softmax: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token smoothed loss, NLL and pad mask for logits (N, V) and labels (N,).
 
@@ -35,7 +36,8 @@ def label_smoothed_nll(
     the log-probabilities gives the fused kernel its target q = gold * one_hot + prior, and no
     (N, V) target tensor is built; any other gives its per-token loss from the float32
     log-probabilities under plain autograd. eps 0 is the plain NLL in every convention. Pad
-    rows are 0.
+    rows are 0. keep_softmax (train.kernels fast): float32 logits keep the fused kernel's
+    exponentials for backward instead of recomputing them (equal to rounding, two passes fewer).
     """
     convention = registry.get(kind)
     mask = labels != pad_id  # (N,)
@@ -46,7 +48,8 @@ def label_smoothed_nll(
         gold, prior = coef
         if isinstance(prior, torch.Tensor):
             prior = prior.to(device=logits.device, dtype=torch.float32)
-        loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, prior)
+        keep = keep_softmax and logits.dtype == torch.float32
+        loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, prior, keep)
         return loss, nll, mask
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
@@ -70,22 +73,30 @@ class _SmoothedNLL(torch.autograd.Function):
 
     prior is a number (the same mass on all K entries) or a (K,) float32 tensor; q sums to 1.
     loss = logsumexp(z) - gold * z_y - prior . z, nll = logsumexp(z) - z_y, computed in float32
-    whatever the logits' dtype, over chunks of rows. Nothing of size (N, V) is kept for backward
-    but the logits themselves, and nothing of that size is allocated but the gradient
-    softmax(z) * (g + h) - q * g - one_hot * h, in the logits' dtype.
+    whatever the logits' dtype, over chunks of rows. One (N, V) tensor is kept for backward: the
+    logits (softmax recomputed as exp(z - lse)), or with keep (float32 logits only) the forward's
+    exp(z - max), softmax being that times exp(max - lse): the same size, two passes over it
+    fewer, equal to rounding. Backward allocates nothing of that size but the gradient
+    softmax(z) * (g + h) - q * g - one_hot * h, in the logits' dtype; with keep it is written
+    over the kept exponentials, so the graph cannot be run backward twice.
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, mask, gold: float, prior):
+    def forward(ctx, logits, labels, mask, gold: float, prior, keep: bool = False):
         n, vocab = logits.shape
         vector = isinstance(prior, torch.Tensor)
         spread = vector or bool(prior)  # any mass off the gold entry
         lse = torch.empty(n, dtype=torch.float32, device=logits.device)
         z_prior = torch.empty_like(lse) if spread else None  # prior . z per row
+        kept = torch.empty_like(logits) if keep else None  # exp(z - max)
+        scale = torch.empty_like(lse) if keep else None  # exp(max - lse)
         for s, e in _row_chunks(n, vocab):
             z = logits[s:e].float()  # (rows, V): a view when the logits are float32
             peak = z.amax(dim=-1, keepdim=True)
-            lse[s:e] = (z - peak).exp_().sum(dim=-1).log_() + peak.squeeze(-1)
+            shifted = torch.sub(z, peak, out=kept[s:e]) if keep else z - peak
+            lse[s:e] = shifted.exp_().sum(dim=-1).log_() + peak.squeeze(-1)
+            if keep:
+                torch.exp(peak.squeeze(-1) - lse[s:e], out=scale[s:e])
             if spread:
                 z_prior[s:e] = z @ prior if vector else z.sum(dim=-1)
         z_gold = logits.gather(-1, labels[:, None]).squeeze(-1).float()
@@ -94,21 +105,26 @@ class _SmoothedNLL(torch.autograd.Function):
         if spread:
             loss = loss - (z_prior if vector else prior * z_prior)
         zero = torch.zeros((), dtype=lse.dtype, device=lse.device)
-        ctx.save_for_backward(logits, labels, mask, lse)
+        ctx.save_for_backward(kept if keep else logits, labels, mask, scale if keep else lse)
         ctx.gold, ctx.prior, ctx.vector, ctx.spread = gold, prior, vector, spread
+        ctx.keep = keep
         return torch.where(mask, loss, zero), torch.where(mask, nll, zero)
 
     @staticmethod
     def backward(ctx, grad_loss, grad_nll):
-        logits, labels, mask, lse = ctx.saved_tensors
+        logits, labels, mask, lse = ctx.saved_tensors  # with keep: exp(z - max), exp(max - lse)
         g = torch.where(mask, grad_loss, 0.0) if grad_loss is not None else torch.zeros_like(lse)
         h = torch.where(mask, grad_nll, 0.0) if grad_nll is not None else torch.zeros_like(lse)
-        grad = torch.empty_like(logits)  # (N, V), the one full-size tensor
+        # (N, V), the one full-size tensor: the kept exponentials themselves with keep
+        grad = logits if ctx.keep else torch.empty_like(logits)
         in_place = logits.dtype == torch.float32
         for s, e in _row_chunks(*logits.shape):
             work = grad[s:e] if in_place else torch.empty_like(grad[s:e], dtype=torch.float32)
-            torch.sub(logits[s:e], lse[s:e, None], out=work)  # then: softmax * (g + h)
-            work.exp_().mul_((g + h)[s:e, None])
+            if ctx.keep:  # softmax * (g + h) = exp(z - max) * exp(max - lse) * (g + h)
+                work.mul_((lse * (g + h))[s:e, None])
+            else:
+                torch.sub(logits[s:e], lse[s:e, None], out=work)
+                work.exp_().mul_((g + h)[s:e, None])
             if ctx.vector:
                 work.sub_(g[s:e, None] * ctx.prior[None, :])
             elif ctx.spread:
@@ -116,7 +132,7 @@ class _SmoothedNLL(torch.autograd.Function):
             work.scatter_add_(-1, labels[s:e, None], -(ctx.gold * g + h)[s:e, None])
             if not in_place:
                 grad[s:e] = work
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 class TranslationLoss(Criterion):
@@ -143,8 +159,10 @@ class TranslationLoss(Criterion):
         smoothing: float = 0.1,
         reduction: str = "mean",
         smoothing_type: str = registry.DEFAULT,
+        keep_softmax: bool = False,
     ):
         super().__init__()
+        self.keep_softmax = keep_softmax  # label_smoothed_nll's: train.kernels fast
         if reduction not in ("mean", "sum"):
             raise NMTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.vocab_size, self.pad_id = vocab_size, pad_id
@@ -161,7 +179,12 @@ class TranslationLoss(Criterion):
         flat_logits = logits.reshape(-1, self.vocab_size)  # (N, V)
         flat_labels = labels.reshape(-1)  # (N,)
         loss, nll, mask = label_smoothed_nll(
-            flat_logits, flat_labels, self.smoothing, self.pad_id, self.smoothing_type
+            flat_logits,
+            flat_labels,
+            self.smoothing,
+            self.pad_id,
+            self.smoothing_type,
+            self.keep_softmax and torch.is_grad_enabled(),
         )
         num_tokens = mask.sum()
         with torch.no_grad():
@@ -192,4 +215,7 @@ class TranslationLoss(Criterion):
 
 def build_criterion(train, vocab_size: int, pad_id: int) -> TranslationLoss:
     """The default criterion of a TrainConfig: the label-smoothed NLL, summed over tokens."""
-    return TranslationLoss(vocab_size, pad_id, train.smoothing, "sum", train.smoothing_type)
+    keep = train.kernels != "reference"
+    return TranslationLoss(
+        vocab_size, pad_id, train.smoothing, "sum", train.smoothing_type, keep_softmax=keep
+    )

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nmt.config import TrainConfig
 from nmt.data.batching import Batch
@@ -26,6 +27,7 @@ from nmt.train.ema import EMA
 from nmt.train.optim import build_optimizer, build_scheduler
 from nmt.train.precision import AMP_DTYPES, autocast, resolve_precision
 
+MATH = [SDPBackend.MATH]
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
 
@@ -68,6 +70,7 @@ class UpdateStep:
         pad_multiple: int = 1,
         ema: EMA | None = None,
         horizon: Horizon | None = None,
+        math_attention: bool = False,
     ):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.criterion = criterion.to(device)  # its own modules (a teacher) never train
@@ -78,6 +81,9 @@ class UpdateStep:
         self.pad_multiple = pad_multiple  # collate rounds lengths up to this (compiled shapes)
         self.ema = ema  # updated after every update that was not skipped
         self.horizon = Horizon() if horizon is None else horizon  # the schedule's end
+        # scaled_dot_product_attention's math path in the update (train.kernels fast on the
+        # CPU: its fused CPU kernel is slower at the recipe's short lengths)
+        self.math_attention = math_attention
 
     @classmethod
     def build(
@@ -124,6 +130,7 @@ class UpdateStep:
             pad_multiple=8 if t.compile else 1,
             ema=EMA(model, t.ema_decay) if t.ema_decay else None,
             horizon=horizon,
+            math_attention=t.kernels != "reference" and device.type == "cpu",
         )
 
     @property
@@ -148,7 +155,10 @@ class UpdateStep:
             batch = batch.to(self.device)
             last = i == len(batches) - 1  # DDP all-reduces the gradient on the last backward
             defer = self.world.distributed and not last
-            with self.net.no_sync() if defer else contextlib.nullcontext():
+            with (
+                self.net.no_sync() if defer else contextlib.nullcontext(),
+                sdpa_kernel(MATH) if self.math_attention else contextlib.nullcontext(),
+            ):
                 with autocast(self.device, self.amp_dtype):
                     logits = self.net(batch.src, batch.tgt_in)  # (B, T-1, V)
                 out = self.criterion(logits, batch.tgt)
