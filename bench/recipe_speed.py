@@ -23,6 +23,7 @@ of the machine hits all of them); the first --warmup updates of each are not tim
   math-attn eager with scaled_dot_product_attention's math path instead of CPU flash
   uniform-dropout  eager with model.dropout_masks uniform (rand < 1 - p masks): another draw
             of the random stream, so its losses differ from eager's by design
+  kept-softmax  eager with the loss's kept softmax alone (the other half of fast)
   A+B       levers together, e.g. math-attn+fused+uniform-dropout
 
 --allocator keep runs the whole process with nmt.train.hostmem.keep_freed_memory() (what
@@ -56,8 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TOLERANCE = 1e-5  # relative, per update: "keeps the numbers"
-LEVERS = {"eager", "fast", "pad8", "compile", "threads1", "foreach", "fused", "math-attn",
-          "uniform-dropout"}  # fmt: skip
+LEVERS = {"eager", "fast", "kept-softmax", "pad8", "compile", "threads1", "foreach",
+          "fused", "math-attn", "uniform-dropout"}  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -124,6 +125,8 @@ class Variant:
                     if isinstance(child, torch.nn.Dropout):
                         setattr(parent, child_name, UniformDropout(child.p))
         self.step = UpdateStep.build(train, model, criterion, torch.device("cpu"))
+        if "kept-softmax" in levers:  # the loss half of fast alone
+            self.step.criterion.keep_softmax = True
         if "pad8" in levers:
             self.step.pad_multiple = 8
         for impl in levers & {"foreach", "fused"}:
@@ -228,10 +231,23 @@ def measure(args: argparse.Namespace) -> list[tuple[str, float, float]]:
         for v in variants:
             print(f"\nprofile of {v.name} ({args.profile} updates):")
             print(profile(v, train_split, batches[total : total + args.profile]))
+    print_drift(variants, eager)
     for name, ms, worst in rows:
         print(f"row: allocator={args.allocator} variant={name} ms={ms:.3f} worst={worst:.3e}")
     report_fastest(rows, rows[names.index("eager")][1])
     return rows
+
+
+def print_drift(variants: list[Variant], eager: Variant) -> None:
+    """How the relative loss difference from eager grows over the timed updates."""
+    n = len(eager.losses)
+    marks = sorted({i for i in (1, 10, 25, 50, 100, 150, 200, n) if i <= n})
+    print(
+        "relative loss difference from eager after update: " + " ".join(f"{i:>8d}" for i in marks)
+    )
+    for v in variants:
+        diffs = [abs(a - b) / abs(b) for a, b in zip(v.losses, eager.losses)]
+        print(f"  {v.name:48s} " + " ".join(f"{diffs[i - 1]:8.1e}" for i in marks))
 
 
 def print_table(rows, tok_per_s: dict[str, float] | None = None, base_ms: float | None = None):
