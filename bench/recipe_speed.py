@@ -7,9 +7,8 @@
 Every variant is the trainer's own nmt.train.step.UpdateStep at the default recipe's sizes
 (d_model 128, FFN 256, 4+4 layers, vocabulary 4k, max-tokens 4096, dropout 0.2, EMA), built
 from one initial model, fed the same real training batches (the first of epoch 1), with its
-own copy of the random stream, so every variant draws the same dropout masks where its
-arithmetic draws them the same way. The variants take turns update by update (a slow patch
-of the machine hits all of them); the first --warmup updates of each are not timed.
+own copy of the random stream (the same masks where drawn the same way), in turns update by
+update; the first --warmup updates of each are not timed.
 
   eager     the path of every run before train.kernels (train.kernels reference)
   fast      train.kernels fast, train.py's default now: math attention on the CPU and the
@@ -18,12 +17,12 @@ of the machine hits all of them); the first --warmup updates of each are not tim
   compile   --compile (torch.compile of the model, inductor), with inductor's fallback_random
             so that its dropout masks are eager's and its losses can be compared
   threads1  eager with one intra-op thread instead of two
-  foreach   eager with AdamW's foreach implementation (one kernel per step over all tensors)
-  fused     eager with AdamW's fused implementation
+  foreach, fused  eager with AdamW's foreach or fused implementation
   math-attn eager with scaled_dot_product_attention's math path instead of CPU flash
   uniform-dropout  eager with model.dropout_masks uniform (rand < 1 - p masks): another draw
             of the random stream, so its losses differ from eager's by design
   kept-softmax  eager with the loss's kept softmax alone (the other half of fast)
+  compile-loss  the criterion under torch.compile too (compile+compile-loss: model and loss)
   A+B       levers together, e.g. math-attn+fused+uniform-dropout
 
 --allocator keep runs the whole process with nmt.train.hostmem.keep_freed_memory() (what
@@ -32,9 +31,8 @@ train.py does on the CPU); glibc leaves malloc as it is. That is process-wide, s
 gives the medians of each (variant, allocator) against eager under glibc (each child's header
 prints its allocator and peak resident memory).
 
-For each variant: milliseconds per update (median), non-pad target tokens per second, the
-worst relative difference of its per-update loss from eager's, and a profile of --profile
-updates (the operators with the most self CPU time). The last line reads
+Per variant: median ms per update, target tokens/s, the worst relative difference of its
+per-update loss from eager's (and how it grew), a profile of --profile updates. Last line:
 
   recipe_speed: speedup=R variant=NAME
 
@@ -57,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TOLERANCE = 1e-5  # relative, per update: "keeps the numbers"
-LEVERS = {"eager", "fast", "kept-softmax", "pad8", "compile", "threads1", "foreach",
+LEVERS = {"eager", "fast", "kept-softmax", "pad8", "compile", "compile-loss", "threads1", "foreach",
           "fused", "math-attn", "uniform-dropout"}  # fmt: skip
 
 
@@ -127,6 +125,8 @@ class Variant:
         self.step = UpdateStep.build(train, model, criterion, torch.device("cpu"))
         if "kept-softmax" in levers:  # the loss half of fast alone
             self.step.criterion.keep_softmax = True
+        if "compile-loss" in levers:  # the loss compiled too (with compile: model plus loss)
+            self.step.criterion = torch.compile(self.step.criterion)
         if "pad8" in levers:
             self.step.pad_multiple = 8
         for impl in levers & {"foreach", "fused"}:

@@ -68,6 +68,8 @@ class FinalScoring:
             last_step=p.step,
             train_minutes=self.elapsed() / 60,
             command=self.command,
+            # the rerun from its own record (config.yaml names train.kernels, the arithmetic path)
+            reproduce=f"python train.py --config {self.run_dir / 'config.yaml'} --run-dir NEW_RUN",
             valid=p.best_valid,
             test=None,
             history=p.history,
