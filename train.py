@@ -29,7 +29,12 @@ log = logging.getLogger("train")
 CriterionFactory = Callable[[Config, int], Criterion]
 
 
-def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    build_criterion: CriterionFactory | None = None,
+    *,
+    own_process: bool = False,
+) -> int:
     """Parse config -> build parts -> Trainer.fit(); user errors become one line and exit 2.
 
     Everything that can fail before training (config, run directory, data, tokenizer, model,
@@ -37,7 +42,8 @@ def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None
     build_criterion(cfg, vocab_size) replaces the label-smoothed NLL the config names (a new
     objective, or a test's). Under torchrun each process is one rank: rank 0 locks and prepares
     the run directory, builds the tokenizer and data cache first, and alone writes logs and
-    checkpoints.
+    checkpoints. own_process (the command line): the process is train.py's alone, so on the CPU
+    its allocator keeps freed memory for reuse (nmt.train.hostmem); a caller's is left as it is.
     """
     started = time.monotonic()  # --max-minutes counts from here
     world, held = distributed.SINGLE, []  # held: the RunDir once this rank has prepared it
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None, build_criterion: CriterionFactory | None
         world = distributed.world_from_env()
         device = distributed.init(resolve_device(cfg.train.device), world)
         setup_logging(rank=world.rank, hold=world.main)  # train.log once the run starts
-        if device.type == "cpu" and keep_freed_memory():
+        if own_process and device.type == "cpu" and keep_freed_memory():
             log.debug("host memory: freed blocks kept for reuse (glibc mallopt)")
         command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
         trainer = _build(cfg, args, command, world, device, started, build_criterion, held)
@@ -150,4 +156,4 @@ def load_run_data(cfg, state: TrainState | None = None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(own_process=True))
