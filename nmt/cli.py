@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import sys
 
-from nmt.config import Config, apply_overrides, flatten, load_yaml
+from nmt.config import Config, apply_overrides, config_sections, flatten, load_yaml
 from nmt.config_checks import choices, validate
 from nmt.errors import ArgumentParser, NMTError
 from nmt.objective import smoothing as registry
@@ -150,10 +150,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
     args, rest = build_parser().parse_known_args(argv)
     cfg = Config()
     if args.config:
-        raw = load_yaml(args.config)
-        if isinstance(raw, dict):  # a run's config.yaml also lists the data files it read
-            raw.pop("data_files", None)
-        values = flatten(raw, args.config)
+        values = flatten(config_sections(load_yaml(args.config)), args.config)
         # A config file older than train.kernels is a run's record: it reproduces that run.
         values.setdefault("train.kernels", "reference")
         cfg = apply_overrides(cfg, values, args.config)

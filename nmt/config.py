@@ -135,6 +135,13 @@ class Config:
         return apply_overrides(cls(), flatten(values, source), source)
 
 
+def config_sections(values: Any) -> Any:
+    """A run's saved config.yaml without what it records beside the config (data_files)."""
+    if not isinstance(values, dict):
+        return values
+    return {k: v for k, v in values.items() if k != "data_files"}
+
+
 def flatten(values: Any, source: str) -> dict[str, Any]:
     """{'train': {'lr': 1}} -> {'train.lr': 1}; a section that is not a mapping is an error."""
     if values is None:

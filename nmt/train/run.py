@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from nmt.config import Config, flatten, format_eps
+from nmt.config import Config, config_sections, flatten, format_eps
 from nmt.config_checks import BOOKKEEPING
 from nmt.errors import NMTError
 from nmt.files import FolderLock, lock_folder, write_atomic
@@ -49,7 +49,7 @@ def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
     """Dotted keys whose value differs from the run's saved config.yaml (None: unreadable)."""
     try:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        saved = Config.from_dict({k: v for k, v in saved.items() if k != "data_files"})
+        saved = Config.from_dict(config_sections(saved))
     except (OSError, yaml.YAMLError, NMTError, AttributeError):
         return None
     old, new = (flatten(c.to_dict(), "config") for c in (saved, cfg))
