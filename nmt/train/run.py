@@ -53,8 +53,9 @@ def _config_changes(run_dir: Path, cfg: Config) -> list[str] | None:
     except (OSError, yaml.YAMLError, NMTError, AttributeError):
         return None
     old, new = (flatten(c.to_dict(), "config") for c in (saved, cfg))
-    # Where the run lives and whether the model is compiled change no number of the run.
-    same = ("train.run_dir", "train.compile", "data.num_proc")
+    # Where the run lives, whether the model is compiled and which kernels (equal to rounding)
+    # change no number of the run; a run from before train.kernels resumes under the same command.
+    same = ("train.run_dir", "train.compile", "train.kernels", "data.num_proc")
     return [k for k in new if k not in same and old.get(k) != new[k]]
 
 
