@@ -8,11 +8,9 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from nmt.config_yaml import load_yaml as load_yaml  # re-exported: where callers look for it
 from nmt.errors import NMTError
 from nmt.objective import smoothing as registry
 
@@ -69,6 +67,15 @@ class TrainConfig:
 
     smoothing: float = 0.1  # eps, the strength of the smoothing_type convention
     smoothing_type: str = registry.DEFAULT  # a convention of nmt.objective.smoothing
+    # eps schedule: from smoothing_start to smoothing over the first smoothing_ramp updates
+    smoothing_ramp: int = 0  # 0 = eps from the first update
+    smoothing_start: float = 0.0
+    smoothing_ramp_shape: str = "linear"  # or cosine
+    smoothing_prior: str | None = None  # prior: 'piece<TAB>weight' lines
+    smoothing_prior_sha256: str | None = None  # resolved from smoothing_prior, recorded
+    masked_form: str = "uniform"  # masked: eps/|M| over M (uniform) or Chen et al.'s (chen)
+    graduated_bounds: tuple[float, float] = (0.3, 0.7)  # graduated: p below / above these
+    graduated_factors: tuple[float, float] = (0.0, 3.0)  # ... get these multiples of eps
     lr: float = 5e-3
     warmup_steps: int = 500
     betas: tuple[float, float] = (0.9, 0.98)
@@ -253,47 +260,3 @@ def format_eps(value: float) -> str:
     value = value + 0.0  # -0.0 becomes 0.0: one name for one value
     text = f"{value:g}"
     return text if float(text) == value else repr(value)
-
-
-class _DuplicateKey(Exception):
-    """A mapping key given twice in a YAML file."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.safe_load that refuses a key given twice in one mapping (PyYAML keeps the last
-    silently, so a repeated section would lose the first one's values)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise _DuplicateKey(f"'{key}' is given twice (lines {seen[key]} and {line})")
-            seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file; a missing or unparsable file raises NMTError."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise NMTError(f"config file {path} {what}; pass --config with a file from configs/")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise NMTError(
-            f"config file {path} is not a text file (not UTF-8); pass a YAML file such as "
-            "configs/multi30k_tiny.yaml"
-        ) from None
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader) or {}
-    except _DuplicateKey as exc:
-        raise NMTError(f"config file {path}: {exc}; keep one of them") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise NMTError(
-            f"config file {path} is not valid YAML{where}; fix it or start from configs/"
-        ) from None
