@@ -10,10 +10,14 @@ float32 (the references by upcasting the whole logits, ours a few rows at a time
   autograd       the same formula through plain autograd: log_softmax, gather, mean
   textbook       a full (tokens, V) smoothed target tensor and F.kl_div
   cross_entropy  F.cross_entropy(label_smoothing=eps, ignore_index=pad)
+and ours under each other convention of the registry that the fused kernel computes
+(--conventions, default unigram masked masked-chen prior graduated), bound to a random
+distribution over V: ours-<name>, compared with ours (uniform).
 Extra peak memory is what forward + backward adds on top of the inputs: on CUDA from
 torch.cuda.max_memory_allocated, on the CPU from the peak RSS of a fresh process per variant.
-Time is the best of --rounds. The last line reads
+Time is the best of --rounds. The last lines read
   loss_memory: peak_vs_textbook=R time_vs_cross_entropy=S   (at the largest V)
+  loss_memory: conventions peak_vs_uniform=R time_vs_uniform=S   (the largest of each)
 """
 
 from __future__ import annotations
@@ -33,11 +37,31 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 EPS, PAD = 0.1, 0
 VARIANTS = ("ours", "autograd", "textbook", "cross_entropy")
+CONVENTIONS = ("unigram", "masked", "masked-chen", "prior", "graduated")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def loss_fn(name: str):
+def bound_convention(name: str, vocab: int):
+    """The convention called name (masked-chen: masked in Chen et al.'s form), bound to a
+    random distribution over vocab of the kind it is bound to in training."""
+    from nmt.objective import smoothing
+
+    kind, _, form = name.partition("-")
+    convention = smoothing.get(kind)
+    params = {"masked_form": form} if form else {}
+    if not convention.needs_base:
+        return convention.bind(params)
+    u = torch.rand(vocab, generator=torch.Generator().manual_seed(2))
+    base = (u > 0.3).float() if kind == "masked" else u / u.sum()
+    return convention.bind(params, base)
+
+
+def loss_fn(name: str, vocab: int):
     from nmt.objective.loss import label_smoothed_nll
+
+    if name.startswith("ours-"):
+        convention = bound_convention(name[len("ours-") :], vocab)
+        return lambda z, y: label_smoothed_nll(z, y, EPS, PAD, convention)[0].sum()
 
     def ours(z, y):
         return label_smoothed_nll(z, y, EPS, PAD)[0].sum()
@@ -76,7 +100,7 @@ def measure(name: str, tokens: int, vocab: int, rounds: int, device: str, dtype:
     z = z.to(device).requires_grad_()
     y = torch.randint(1, vocab, (tokens,), generator=g).to(device)
     y[::10] = PAD  # a tenth padding
-    fn = loss_fn(name)
+    fn = loss_fn(name, vocab)
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -110,6 +134,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help="dtype of the logits")
+    p.add_argument("--conventions", nargs="*", default=list(CONVENTIONS), choices=CONVENTIONS)
     p.add_argument("--one", nargs=2, metavar=("VARIANT", "VOCAB"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -122,16 +147,16 @@ def main() -> None:
     print(
         f"eps {EPS}, {size}, {args.dtype} logits, device {args.device}, torch {torch.__version__}"
     )
-    print(f"{'V':>6s} {'variant':14s} {'extra peak MiB':>15s} {'seconds':>9s}")
+    print(f"{'V':>6s} {'variant':16s} {'extra peak MiB':>15s} {'seconds':>9s}")
     results = {}
     for vocab in args.vocab:
-        for name in VARIANTS:
+        for name in (*VARIANTS, *(f"ours-{c}" for c in args.conventions)):
             flags = ["--tokens", str(args.tokens), "--rounds", str(args.rounds)]
             cmd = [sys.executable, __file__, "--one", name, str(vocab), *flags]
             cmd += ["--device", args.device, "--dtype", args.dtype]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             r = results[(vocab, name)] = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{vocab:6d} {name:14s} {r['extra_mib']:15.0f} {r['seconds']:9.3f}", flush=True)
+            print(f"{vocab:6d} {name:16s} {r['extra_mib']:15.0f} {r['seconds']:9.3f}", flush=True)
         ref = results[(vocab, "cross_entropy")]["grad_check"]
         tol = 1e-4 if args.dtype == "fp32" else 1e-2  # bf16 gradients round to 8 bits
         same = all(abs(results[(vocab, n)]["grad_check"] - ref) <= tol * abs(ref) for n in VARIANTS)
@@ -140,6 +165,12 @@ def main() -> None:
     peak = results[(v, "ours")]["extra_mib"] / results[(v, "textbook")]["extra_mib"]
     speed = results[(v, "ours")]["seconds"] / results[(v, "cross_entropy")]["seconds"]
     print(f"loss_memory: peak_vs_textbook={peak:.2f} time_vs_cross_entropy={speed:.2f}")
+    if args.conventions:
+        ours = results[(v, "ours")]
+        mine = [results[(v, f"ours-{c}")] for c in args.conventions]
+        peak = max(r["extra_mib"] for r in mine) / ours["extra_mib"]
+        speed = max(r["seconds"] for r in mine) / ours["seconds"]
+        print(f"loss_memory: conventions peak_vs_uniform={peak:.2f} time_vs_uniform={speed:.2f}")
 
 
 if __name__ == "__main__":

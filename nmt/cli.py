@@ -11,6 +11,8 @@ from nmt.config import Config, apply_overrides, config_sections, flatten, load_y
 from nmt.config_checks import choices, validate
 from nmt.errors import ArgumentParser, NMTError
 from nmt.objective import smoothing as registry
+from nmt.objective.priors import file_sha256, read_prior
+from nmt.objective.smoothing import Smoothing
 
 # Short spellings of the common flags; every field is also reachable as --section.key.
 SHORT_FLAGS: dict[str, tuple[str, str]] = {
@@ -160,4 +162,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
     cfg = validate(cfg)
     if cfg.train.kernels == "auto":  # recorded resolved in the run's config.yaml
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, kernels="fast"))
-    return cfg, args
+    return resolve_objective(cfg), args
+
+
+def resolve_objective(cfg: Config) -> Config:
+    """The prior file read and checked (its pieces are checked once the tokenizer exists) and
+    its SHA-256 recorded in the config; a warning for an eps schedule longer than the run."""
+    t = cfg.train
+    if t.smoothing_ramp and t.max_steps and t.smoothing_ramp > t.max_steps:
+        logging.getLogger("train").warning(
+            "train.smoothing_ramp (%d updates) is longer than the run (--max-steps %d): eps "
+            "ends at %.4g, not %g", t.smoothing_ramp, t.max_steps,
+            Smoothing.of(t).eps_at(t.max_steps), t.smoothing,
+        )  # fmt: skip
+    if t.smoothing_prior is None:
+        return cfg
+    read_prior(t.smoothing_prior)
+    digest = file_sha256(t.smoothing_prior)
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, smoothing_prior_sha256=digest))

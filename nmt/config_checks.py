@@ -3,6 +3,7 @@ and combinations that types alone cannot express; each failure is one NMTError n
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -20,6 +21,8 @@ def choices() -> dict[str, tuple[str, ...]]:
         "model.activation": ("relu", "gelu"),
         "model.dropout_masks": ("bernoulli", "uniform"),
         "train.kernels": ("auto", "fast", "reference"),
+        "train.smoothing_ramp_shape": ("linear", "cosine"),
+        "train.masked_form": ("uniform", "chen"),
         "train.schedule": ("inverse_sqrt", "cosine", "linear"),
         "data.spm_model_type": ("unigram", "bpe", "char", "word"),
     }
@@ -104,6 +107,41 @@ def _checks(cfg: Config):
     yield dec.final_beam >= 0, "decode.final_beam", "must be >= 0 (0 = greedy scores only)"
 
 
+def _smoothing_checks(t):
+    """(ok, key, message) for the smoothing convention's parameters and the eps schedule."""
+    convention = registry.get(t.smoothing_type)
+    yield t.smoothing_ramp >= 0, "train.smoothing_ramp", "must be >= 0 (0 = no eps schedule)"
+    yield (
+        0.0 <= t.smoothing_start < convention.upper,
+        "train.smoothing_start",
+        f"{convention.range_text} (the eps the schedule starts from)",
+    )
+    is_prior = t.smoothing_type == "prior"
+    yield (
+        not is_prior or bool(t.smoothing_prior),
+        "train.smoothing_prior",
+        "must name a file of 'piece<TAB>weight' lines for --smoothing-type prior",
+    )
+    yield (
+        is_prior or t.smoothing_prior is None,
+        "train.smoothing_prior",
+        "is read by --smoothing-type prior only; drop it or pass --smoothing-type prior",
+    )
+    low, high = t.graduated_bounds
+    yield (
+        0.0 <= low < high <= 1.0,
+        "train.graduated_bounds",
+        f"must be two probabilities in increasing order, e.g. 0.3,0.7; got {low:g},{high:g}",
+    )
+    top = t.smoothing * max(1.0, *t.graduated_factors)
+    yield (
+        min(t.graduated_factors) >= 0 and (t.smoothing_type != "graduated" or top < 1.0),
+        "train.graduated_factors",
+        f"must be >= 0 with every per-token eps (eps x factor) below 1; got "
+        f"{t.graduated_factors[0]:g},{t.graduated_factors[1]:g} at eps {t.smoothing:g}",
+    )
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges and combinations that types alone cannot; raise NMTError naming the key."""
     flat = flatten(cfg.to_dict(), "config")
@@ -113,7 +151,7 @@ def validate(cfg: Config) -> Config:
     for key, value in _float_fields(cfg):
         if not math.isfinite(value):
             raise NMTError(f"'{key}' must be a finite number, got {value}")
-    for ok, key, message in _checks(cfg):
+    for ok, key, message in itertools.chain(_checks(cfg), _smoothing_checks(cfg.train)):
         if not ok:
             raise NMTError(f"'{key}' {message}")
     return cfg

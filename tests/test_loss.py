@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nmt.errors import NMTError
-from nmt.objective import loss as loss_module
+from nmt.objective import kernel as kernel_module
 from nmt.objective.loss import TranslationLoss, label_smoothed_nll, split_target
 
 PAD = 0
@@ -180,7 +180,7 @@ def test_row_chunks_give_the_same_loss_and_gradient(monkeypatch, kind):
     logits, target = random_batch(7, 5, 10, 97)
     outs = []
     for chunk in (2**24, 3 * 97):
-        monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", chunk)
+        monkeypatch.setattr(kernel_module, "CHUNK_ELEMENTS", chunk)
         x = logits.clone().requires_grad_()
         out = TranslationLoss(97, smoothing=0.2, smoothing_type=kind)(x, target)
         (out["loss"] + 0.5 * out["nll_loss"]).backward()
@@ -192,7 +192,7 @@ def test_row_chunks_give_the_same_loss_and_gradient(monkeypatch, kind):
 def test_bf16_logits_no_float32_copy_and_cross_entropy_values(monkeypatch):
     # Under autocast the logits are bf16. The loss is computed in float32 a few rows at a
     # time: the only (tokens, V) allocation in forward and backward is the bf16 gradient.
-    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 8 * 301)
+    monkeypatch.setattr(kernel_module, "CHUNK_ELEMENTS", 8 * 301)
     logits, target = random_batch(11, 6, 12, 301)
     x = logits.to(torch.bfloat16).requires_grad_()
     n_tokens_by_v = logits[..., 0].numel() * 301

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.objective import loss as loss_module
+from nmt.objective import kernel as kernel_module
 from nmt.objective.loss import TranslationLoss
 
 from .test_loss import PAD, AllocationCounter, random_batch
@@ -16,7 +16,7 @@ from .test_loss import PAD, AllocationCounter, random_batch
 def _loss_and_grad(logits, labels, keep, prior=0.02, gold=0.8):
     x = logits.clone().requires_grad_()
     mask = labels != PAD
-    loss, nll = loss_module._SmoothedNLL.apply(x, labels.masked_fill(~mask, 0), mask, gold,
+    loss, nll = kernel_module.SmoothedNLL.apply(x, labels.masked_fill(~mask, 0), mask, gold,
                                                prior, keep)  # fmt: skip
     (loss.sum() + 0.5 * nll.sum()).backward()
     return loss.detach(), nll.detach(), x.grad
@@ -27,7 +27,7 @@ def _loss_and_grad(logits, labels, keep, prior=0.02, gold=0.8):
 def test_kept_softmax_gives_the_recomputed_loss_and_gradient(monkeypatch, chunk, prior):
     # train.kernels fast keeps exp(z - max) for backward: the forward is the same arithmetic
     # (bit-equal) and the gradient equal to rounding, over one chunk and over ragged chunks.
-    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(kernel_module, "CHUNK_ELEMENTS", chunk)
     logits, target = random_batch(13, 5, 10, 97)
     labels = target[:, 1:].reshape(-1)
     flat = logits.reshape(-1, 97) * 2

@@ -23,6 +23,13 @@ class Criterion(nn.Module):
         """The scalars to log from an interval's sums over `tokens` target tokens."""
         return {key: value / tokens for key, value in sums.items()}
 
+    def at_update(self, update: int) -> None:
+        """Called before each update with the number of updates done (a schedule's clock)."""
+
+    def scalars(self) -> dict[str, float]:
+        """Values of its own to log beside an interval's means (e.g. a scheduled eps)."""
+        return {}
+
     def resume_state(self) -> dict | None:
         """What a resume needs of this criterion beyond its construction (None: nothing)."""
         return None

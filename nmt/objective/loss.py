@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -10,6 +11,10 @@ import torch.nn.functional as F
 from nmt.errors import NMTError
 from nmt.objective import smoothing as registry
 from nmt.objective.criterion import Criterion
+from nmt.objective.kernel import SmoothedNLL
+from nmt.objective.smoothing import Convention, Smoothing
+
+log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
 
 def split_target(target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,19 +32,21 @@ def label_smoothed_nll(
     labels: torch.Tensor,
     eps: float,
     pad_id: int,
-    kind: str = registry.DEFAULT,
+    kind: str | Convention = registry.DEFAULT,
     keep_softmax: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token smoothed loss, NLL and pad mask for logits (N, V) and labels (N,).
 
-    kind names a convention of the registry (nmt.objective.smoothing). A convention linear in
-    the log-probabilities gives the fused kernel its target q = gold * one_hot + prior, and no
-    (N, V) target tensor is built; any other gives its per-token loss from the float32
-    log-probabilities under plain autograd. eps 0 is the plain NLL in every convention. Pad
-    rows are 0. keep_softmax (train.kernels fast): float32 logits keep the fused kernel's
-    exponentials for backward instead of recomputing them (equal to rounding, two passes fewer).
+    kind names a convention of the registry (nmt.objective.smoothing), or is one bound to its
+    parameters and distribution. A convention linear in the log-probabilities gives the fused
+    kernel its target q = gold * one_hot + prior (per token, with rows(), where eps follows
+    the model's probability of the gold token), and no (N, V) target tensor is built; any
+    other gives its per-token loss from the float32 log-probabilities under plain autograd.
+    eps 0 is the plain NLL in every convention. Pad rows are 0. keep_softmax (train.kernels
+    fast): float32 logits keep the fused kernel's exponentials for backward instead of
+    recomputing them (equal to rounding, two passes fewer).
     """
-    convention = registry.get(kind)
+    convention = registry.get(kind) if isinstance(kind, str) else kind
     mask = labels != pad_id  # (N,)
     safe = labels.masked_fill(~mask, 0)
     coef = convention.kernel(eps, logits.size(-1))
@@ -49,7 +56,8 @@ def label_smoothed_nll(
         if isinstance(prior, torch.Tensor):
             prior = prior.to(device=logits.device, dtype=torch.float32)
         keep = keep_softmax and logits.dtype == torch.float32
-        loss, nll = _SmoothedNLL.apply(logits, safe, mask, gold, prior, keep)
+        rows = convention.rows(eps, logits.size(-1))
+        loss, nll = SmoothedNLL.apply(logits, safe, mask, gold, prior, keep, rows)
         return loss, nll, mask
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
@@ -58,88 +66,14 @@ def label_smoothed_nll(
     return torch.where(mask, loss, zero), torch.where(mask, nll, zero), mask
 
 
-# Rows of the (N, V) logits handled at once in float32: 2**24 elements (64 MiB), so under
-# bf16/fp16 autocast no full float32 copy of the logits is ever made.
-CHUNK_ELEMENTS = 2**24
-
-
-def _row_chunks(n: int, vocab: int):
-    step = max(1, CHUNK_ELEMENTS // vocab)
-    return ((s, min(s + step, n)) for s in range(0, n, step))
-
-
-class _SmoothedNLL(torch.autograd.Function):
-    """Per-token loss against q = gold * one_hot + prior, and the NLL.
-
-    prior is a number (the same mass on all K entries) or a (K,) float32 tensor; q sums to 1.
-    loss = logsumexp(z) - gold * z_y - prior . z, nll = logsumexp(z) - z_y, computed in float32
-    whatever the logits' dtype, over chunks of rows. One (N, V) tensor is kept for backward: the
-    logits (softmax recomputed as exp(z - lse)), or with keep (float32 logits only) the forward's
-    exp(z - max), softmax being that times exp(max - lse): the same size, two passes over it
-    fewer, equal to rounding. Backward allocates nothing of that size but the gradient
-    softmax(z) * (g + h) - q * g - one_hot * h, in the logits' dtype; with keep it is written
-    over the kept exponentials, so the graph cannot be run backward twice.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, labels, mask, gold: float, prior, keep: bool = False):
-        n, vocab = logits.shape
-        vector = isinstance(prior, torch.Tensor)
-        spread = vector or bool(prior)  # any mass off the gold entry
-        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
-        z_prior = torch.empty_like(lse) if spread else None  # prior . z per row
-        kept = torch.empty_like(logits) if keep else None  # exp(z - max)
-        scale = torch.empty_like(lse) if keep else None  # exp(max - lse)
-        for s, e in _row_chunks(n, vocab):
-            z = logits[s:e].float()  # (rows, V): a view when the logits are float32
-            peak = z.amax(dim=-1, keepdim=True)
-            shifted = torch.sub(z, peak, out=kept[s:e]) if keep else z - peak
-            lse[s:e] = shifted.exp_().sum(dim=-1).log_() + peak.squeeze(-1)
-            if keep:
-                torch.exp(peak.squeeze(-1) - lse[s:e], out=scale[s:e])
-            if spread:
-                z_prior[s:e] = z @ prior if vector else z.sum(dim=-1)
-        z_gold = logits.gather(-1, labels[:, None]).squeeze(-1).float()
-        nll = lse - z_gold
-        loss = nll if not spread and gold == 1.0 else lse - gold * z_gold
-        if spread:
-            loss = loss - (z_prior if vector else prior * z_prior)
-        zero = torch.zeros((), dtype=lse.dtype, device=lse.device)
-        ctx.save_for_backward(kept if keep else logits, labels, mask, scale if keep else lse)
-        ctx.gold, ctx.prior, ctx.vector, ctx.spread = gold, prior, vector, spread
-        ctx.keep = keep
-        return torch.where(mask, loss, zero), torch.where(mask, nll, zero)
-
-    @staticmethod
-    def backward(ctx, grad_loss, grad_nll):
-        logits, labels, mask, lse = ctx.saved_tensors  # with keep: exp(z - max), exp(max - lse)
-        g = torch.where(mask, grad_loss, 0.0) if grad_loss is not None else torch.zeros_like(lse)
-        h = torch.where(mask, grad_nll, 0.0) if grad_nll is not None else torch.zeros_like(lse)
-        # (N, V), the one full-size tensor: the kept exponentials themselves with keep
-        grad = logits if ctx.keep else torch.empty_like(logits)
-        in_place = logits.dtype == torch.float32
-        for s, e in _row_chunks(*logits.shape):
-            work = grad[s:e] if in_place else torch.empty_like(grad[s:e], dtype=torch.float32)
-            if ctx.keep:  # softmax * (g + h) = exp(z - max) * exp(max - lse) * (g + h)
-                work.mul_((lse * (g + h))[s:e, None])
-            else:
-                torch.sub(logits[s:e], lse[s:e, None], out=work)
-                work.exp_().mul_((g + h)[s:e, None])
-            if ctx.vector:
-                work.sub_(g[s:e, None] * ctx.prior[None, :])
-            elif ctx.spread:
-                work.sub_((ctx.prior * g[s:e])[:, None])
-            work.scatter_add_(-1, labels[s:e, None], -(ctx.gold * g + h)[s:e, None])
-            if not in_place:
-                grad[s:e] = work
-        return grad, None, None, None, None, None
-
-
 class TranslationLoss(Criterion):
     """Label-smoothed cross-entropy over shifted targets, with NLL, accuracy and token count.
 
     smoothing_type names a convention of the registry (nmt.objective.smoothing); the default
-    is F.cross_entropy(label_smoothing=smoothing).
+    is F.cross_entropy(label_smoothing=smoothing). objective (a Smoothing spec) replaces both
+    and adds the convention's parameters and an eps schedule; base is the (K,) distribution a
+    convention that needs_base spreads eps by (nmt.objective.priors), kept in the checkpoint.
+    at_update(n) sets the eps of the update after n updates; `smoothing` is that eps.
 
     forward(logits (B, T-1, V), target_ids (B, T)) -> dict with `loss` (smoothed), `nll_loss`,
     `accuracy`, `num_tokens` (non-pad labels) and `num_correct`. With reduction="mean" loss and
@@ -160,14 +94,42 @@ class TranslationLoss(Criterion):
         reduction: str = "mean",
         smoothing_type: str = registry.DEFAULT,
         keep_softmax: bool = False,
+        *,
+        objective: Smoothing | None = None,
+        base: torch.Tensor | None = None,
     ):
         super().__init__()
         self.keep_softmax = keep_softmax  # label_smoothed_nll's: train.kernels fast
         if reduction not in ("mean", "sum"):
             raise NMTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.vocab_size, self.pad_id = vocab_size, pad_id
-        self.smoothing = check_smoothing(smoothing, smoothing_type)
-        self.smoothing_type, self.reduction = smoothing_type, reduction
+        self.objective = objective or Smoothing(smoothing_type, float(smoothing))
+        self.smoothing_type, self.reduction = self.objective.convention, reduction
+        check_smoothing(self.objective.eps, self.smoothing_type)
+        self._bind(base)
+        self.smoothing = self.objective.eps_at(0)  # the eps of the coming update
+
+    def _bind(self, base: torch.Tensor | None) -> None:
+        convention = registry.get(self.smoothing_type)
+        if convention.needs_base or self.objective.params:
+            convention = convention.bind(self.objective.params, base)
+        self.convention = convention
+
+    def at_update(self, update: int) -> None:
+        """The eps of the update after `update` updates (the spec's schedule)."""
+        self.smoothing = self.objective.eps_at(update)
+
+    def scalars(self) -> dict[str, float]:
+        """train/smoothing under an eps schedule."""
+        return {"smoothing": self.smoothing} if self.objective.ramp else {}
+
+    def resume_state(self) -> dict | None:
+        """The distribution eps is spread by, so a resume never counts the data again."""
+        return None if self.convention.base is None else {"base": self.convention.base.cpu()}
+
+    def load_resume_state(self, state: dict | None) -> None:
+        if state and state.get("base") is not None and self.convention.needs_base:
+            self._bind(state["base"])
 
     def forward(self, logits: torch.Tensor, target_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         _, labels = split_target(target_ids)  # (B, T-1)
@@ -183,7 +145,7 @@ class TranslationLoss(Criterion):
             flat_labels,
             self.smoothing,
             self.pad_id,
-            self.smoothing_type,
+            self.convention,
             self.keep_softmax and torch.is_grad_enabled(),
         )
         num_tokens = mask.sum()
@@ -213,9 +175,27 @@ class TranslationLoss(Criterion):
         return out
 
 
-def build_criterion(train, vocab_size: int, pad_id: int) -> TranslationLoss:
-    """The default criterion of a TrainConfig: the label-smoothed NLL, summed over tokens."""
+def build_criterion(
+    train, vocab_size: int, pad_id: int, base: torch.Tensor | None = None
+) -> TranslationLoss:
+    """The default criterion of a TrainConfig: the label-smoothed NLL, summed over tokens.
+    base: the (K,) distribution of a convention that needs one (nmt.objective.priors)."""
     keep = train.kernels != "reference"
+    objective = Smoothing.of(train)
     return TranslationLoss(
-        vocab_size, pad_id, train.smoothing, "sum", train.smoothing_type, keep_softmax=keep
+        vocab_size, pad_id, reduction="sum", keep_softmax=keep, objective=objective, base=base
     )
+
+
+def smoothing_base(train, tok, train_split, state=None) -> torch.Tensor | None:
+    """The (K,) distribution the run's convention spreads eps by: a resumed run's from its
+    checkpoint (never counted again), else the convention's from the data (None: none)."""
+    saved = getattr(state, "criterion", None) or {}
+    if saved.get("base") is not None:
+        log.info("smoothing: the %s distribution from the checkpoint", train.smoothing_type)
+        return saved["base"]
+    base = registry.get(train.smoothing_type).distribution(train, tok, train_split)
+    if base is not None:
+        log.info("smoothing: the %s distribution computed (%d of %d entries above 0)",
+                 train.smoothing_type, int((base > 0).sum()), base.numel())  # fmt: skip
+    return base

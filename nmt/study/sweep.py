@@ -24,6 +24,7 @@ from nmt.config import format_eps
 from nmt.errors import ArgumentParser, NMTError
 from nmt.files import FolderLock, atomic_write, lock_folder
 from nmt.objective import smoothing as registry
+from nmt.objective.smoothing import Smoothing
 from nmt.train.logbook import setup_logging
 
 log = logging.getLogger("nmt.sweep")
@@ -113,17 +114,20 @@ def copy_artifacts(run_dir: Path, dest_root: Path) -> Path:
     return dest
 
 
-def run_name(eps: float, seed: int, smoothing_type: str = registry.DEFAULT) -> str:
+def run_name(eps: float, seed: int, objective: Smoothing | str = registry.DEFAULT) -> str:
     """The run directory's name inside the sweep: ls0.1-seed1 for the default convention,
     ls0.1-<name>-seed1 for another (the registry's run-name suffix: distinct for distinct eps
     and conventions, so the runs of two sweeps can share one --artifacts folder and report)."""
-    return f"ls{format_eps(eps)}{registry.get(smoothing_type).run_suffix()}-seed{seed}"
+    if isinstance(objective, str):
+        objective = Smoothing(objective, eps)
+    return f"ls{format_eps(eps)}{objective.run_suffix()}-seed{seed}"
 
 
-def check_train_args(train_args: list[str], eps_values: list[float], seeds: list[int]) -> str:
+def check_train_args(train_args: list[str], eps_values: list[float], seeds: list[int]) -> Smoothing:
     """Refuse flags the sweep owns and validate the rest for every eps and seed before training.
 
-    Returns the smoothing convention the runs use (--smoothing-type, or the --config's).
+    Returns the objective the runs share but for eps (--smoothing-type and its parameters, or
+    the --config's), which names their run directories.
     """
     for arg in train_args:
         if arg.split("=", 1)[0] in OWNED:
@@ -138,7 +142,7 @@ def check_train_args(train_args: list[str], eps_values: list[float], seeds: list
             cfg, _ = parse_train_args(
                 [*train_args, "--smoothing", format_eps(eps), "--seed", str(seed)]
             )
-    return cfg.train.smoothing_type  # the same for every run: only eps and seed vary
+    return Smoothing.of(cfg.train)  # the same for every run but eps: only eps and seed vary
 
 
 def _recorded_args(state: Path) -> list[str]:
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             raise NMTError(f"{TRAIN_PY} not found: run the sweep from a checkout of the project")
         if args.bootstrap_samples < 1:
             raise NMTError("--bootstrap-samples must be at least 1")
-        smoothing_type = check_train_args(train_args, args.smoothing, args.seeds)
+        objective = check_train_args(train_args, args.smoothing, args.seeds)
         sweep_dir = Path(args.sweep_dir)
         if sweep_dir.exists() and not sweep_dir.is_dir():
             raise NMTError(f"--sweep-dir {sweep_dir} is a file; choose a folder")
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         # Seeds outside, eps inside: an interrupted sweep has whole eps comparisons first.
         for seed in dict.fromkeys(args.seeds):
             for eps in dict.fromkeys(args.smoothing):
-                run_dir = sweep_dir / run_name(eps, seed, smoothing_type)
+                run_dir = sweep_dir / run_name(eps, seed, objective)
                 runs.append(run_dir)
                 if (run_dir / "results.json").is_file():
                     log.info("%s: finished earlier, not retrained", run_dir)

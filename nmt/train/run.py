@@ -13,7 +13,7 @@ from nmt.config import Config, config_sections, flatten, format_eps
 from nmt.config_checks import BOOKKEEPING
 from nmt.errors import NMTError
 from nmt.files import FolderLock, lock_folder, write_atomic
-from nmt.objective import smoothing as registry
+from nmt.objective.smoothing import Smoothing
 from nmt.train.logbook import attach_log_file
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def default_run_dir(cfg: Config) -> Path:
     source = d.train_file or d.dataset or "multi30k"
     name = Path(source).stem if d.train_file else Path(source.rstrip("/")).name
     t = cfg.train
-    suffix = registry.get(t.smoothing_type).run_suffix()
+    suffix = Smoothing.of(t).run_suffix()
     return Path("runs") / f"{name}-{d.src}-{d.tgt}-ls{format_eps(t.smoothing)}{suffix}"
 
 

@@ -145,6 +145,7 @@ class UpdateStep:
         a rank whose share of the epoch's last update is empty (DDP needs every rank's backward).
         """
         self.net.train()
+        self.criterion.at_update(self.scheduler.last_epoch)  # updates done: a schedule's clock
         mine = weight * sum(b.num_tokens for b in batches)
         num_tokens = int(distributed.all_sum([mine], self.world, self.device)[0])
         # DDP averages gradients over ranks; the factor world.size turns that into their sum.

@@ -23,7 +23,7 @@ from nmt.data.dataset import Split
 from nmt.data.tokenizer import PAD_ID, Tokenizer
 from nmt.errors import NMTError, does_not_fit
 from nmt.objective.criterion import Criterion
-from nmt.objective.loss import build_criterion
+from nmt.objective.loss import build_criterion, smoothing_base
 from nmt.train import distributed
 from nmt.train.budget import Budget, budget_steps
 from nmt.train.checkpoint import (
@@ -76,7 +76,8 @@ class Trainer(Budget, Validation, FinalScoring):
         self.cfg, self.tok, self.splits, self.run_dir = cfg, tokenizer, splits, Path(run_dir)
         device = resolve_device(cfg.train.device) if device is None else device
         if criterion is None:
-            criterion = build_criterion(cfg.train, len(tokenizer), PAD_ID)
+            base = smoothing_base(cfg.train, tokenizer, splits.get("train"), state)
+            criterion = build_criterion(cfg.train, len(tokenizer), PAD_ID, base)
         self.update = UpdateStep.build(cfg.train, model, criterion, device, world)
         self.model, self.device = self.update.model, device
         self.progress = Progress()
@@ -222,6 +223,7 @@ class Trainer(Budget, Validation, FinalScoring):
             extra["loss_scale"] = self.update.scaler.get_scale()
         if self.cfg.train.compile:
             extra["compiled_graphs"] = compiled_graphs()
+        extra.update(self.update.criterion.scalars())
         p, reduce = self.progress, self.update.criterion.reduce
         self.logbook.train(p.step, p.epoch + 1, self.interval, reduce, **extra)
         self.interval = Interval()
