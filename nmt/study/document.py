@@ -4,6 +4,7 @@ report_render turns into Markdown and HTML."""
 from __future__ import annotations
 
 from nmt.objective import smoothing as registry
+from nmt.study.claims import published_claims
 from nmt.study.prose import _ranked, answer_blocks, short, vaswani_comparison
 from nmt.study.report_plots import PLOTS
 from nmt.study.stats import BASELINE, COLUMNS, cell, gap_cell, p_cell
@@ -79,6 +80,7 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
             "argmax equals the reference. Logit gap: mean of gold logit minus the mean of the "
             "other logits; optimum gap: its value at the minimum of the smoothed loss, "
             f"{registry.optimum_notes()}. "
+            f"{registry.gap_notes(r['smoothing_type'] for r in rows)}"
             "p: sacreBLEU paired bootstrap "
             f"({meta['bootstrap_samples']} resamples) of BLEU against {short(baseline)} with the "
             "same seed, "
@@ -97,6 +99,7 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
         doc.append(("h", 2, "Validation set"))
         doc.append(("table", *metrics_table(rows, "valid", baseline)))
     doc += vaswani_comparison(rows, runs)
+    doc += published_claims(rows, runs, split, baseline)
     doc.append(("h", 2, "Figures"))
     for name in figures:
         doc.append(("img", name, PLOTS[name]))
