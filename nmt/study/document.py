@@ -56,39 +56,50 @@ def table_notes(split: str, baseline: str = BASELINE) -> str:
     return text
 
 
-def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta: dict) -> list:
-    """The report as blocks: ('h', level, text), ('p', text), ('table', header, rows),
-    ('img', file, caption), ('code', text)."""
-    # Long by design: the report's sections in reading order, each a few appends.
-    split = runs[0]["split"]
+def _runs_table(runs: list[dict]) -> tuple:
+    header = ["run", "eps", "type", "seed", "best step", "last step", "train command"]
+    body = [
+        [r["name"], f"{r['smoothing']:g}", r["smoothing_type"], str(r["seed"]), str(r["step"]),
+         str(r["last_step"]), f"`{r.get('command') or '?'}`"]
+        for r in runs
+    ]  # fmt: skip
+    return ("table", header, body)
+
+
+def _method_notes(runs: list[dict], rows: list[dict], split: str, meta: dict, baseline: str):
+    """The paragraph under the answer: the best row and how every number was measured."""
     ranked = _ranked(rows)
     best = max(ranked, key=lambda r: r[split]["bleu"]["mean"] or -1)
     among = "" if len(ranked) == len(rows) else ", among the settings with the most seeds"
+    return (
+        f"{len(runs)} runs, {len(rows)} settings. Best {split} BLEU: {best['label']} "
+        f"({cell(best[split]['bleu'], '{:.2f}')}{among}). All metrics use each run's best "
+        f"checkpoint (by validation BLEU). BLEU, chrF: sacreBLEU on detokenized, cased "
+        "output; BLEU lc-tok: lowercased and 13a-tokenized, only for comparison with papers "
+        "that report it. NLL (nats per token), PPL, accuracy and calibration are "
+        "teacher-forced over non-pad target tokens and never include the smoothing term. "
+        "ECE: 15 equal-width confidence bins, confidence = largest probability, correct = "
+        "argmax equals the reference. Logit gap: mean of gold logit minus the mean of the "
+        "other logits; optimum gap: its value at the minimum of the smoothed loss, "
+        f"{registry.optimum_notes()}. "
+        f"{registry.gap_notes(r['smoothing_type'] for r in rows)}"
+        "p: sacreBLEU paired bootstrap "
+        f"({meta['bootstrap_samples']} resamples) of BLEU against {short(baseline)} with the "
+        "same seed, "
+        "one value per seed. With several seeds: mean ± sample standard deviation. "
+        "BLEU is greedy decoding (what validation uses); BLEU beam: the same checkpoint "
+        f"decoded with {meta['beam']}, where the runs were."
+    )
+
+
+def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta: dict) -> list:
+    """The report as blocks: ('h', level, text), ('p', text), ('table', header, rows),
+    ('img', file, caption), ('code', text)."""
+    split = runs[0]["split"]
     doc: list = [("h", 1, "Label smoothing comparison")]
     baseline = meta.get("baseline", BASELINE)
     doc += answer_blocks(rows, split, baseline)
-    doc.append(
-        (
-            "p",
-            f"{len(runs)} runs, {len(rows)} settings. Best {split} BLEU: {best['label']} "
-            f"({cell(best[split]['bleu'], '{:.2f}')}{among}). All metrics use each run's best "
-            f"checkpoint (by validation BLEU). BLEU, chrF: sacreBLEU on detokenized, cased "
-            "output; BLEU lc-tok: lowercased and 13a-tokenized, only for comparison with papers "
-            "that report it. NLL (nats per token), PPL, accuracy and calibration are "
-            "teacher-forced over non-pad target tokens and never include the smoothing term. "
-            "ECE: 15 equal-width confidence bins, confidence = largest probability, correct = "
-            "argmax equals the reference. Logit gap: mean of gold logit minus the mean of the "
-            "other logits; optimum gap: its value at the minimum of the smoothed loss, "
-            f"{registry.optimum_notes()}. "
-            f"{registry.gap_notes(r['smoothing_type'] for r in rows)}"
-            "p: sacreBLEU paired bootstrap "
-            f"({meta['bootstrap_samples']} resamples) of BLEU against {short(baseline)} with the "
-            "same seed, "
-            "one value per seed. With several seeds: mean ± sample standard deviation. "
-            "BLEU is greedy decoding (what validation uses); BLEU beam: the same checkpoint "
-            f"decoded with {meta['beam']}, where the runs were.",
-        )
-    )
+    doc.append(("p", _method_notes(runs, rows, split, meta, baseline)))
     if meta.get("mixed"):
         doc.append(("p", "Averaged although they differ in more than their seed "
                          "(--allow-mixed): " + "; ".join(meta["mixed"]) + "."))  # fmt: skip
@@ -104,24 +115,7 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
     for name in figures:
         doc.append(("img", name, PLOTS[name]))
     doc.append(("h", 2, "Runs"))
-    doc.append(
-        (
-            "table",
-            ["run", "eps", "type", "seed", "best step", "last step", "train command"],
-            [
-                [
-                    r["name"],
-                    f"{r['smoothing']:g}",
-                    r["smoothing_type"],
-                    str(r["seed"]),
-                    str(r["step"]),
-                    str(r["last_step"]),
-                    f"`{r.get('command') or '?'}`",
-                ]
-                for r in runs
-            ],
-        )
-    )
+    doc.append(_runs_table(runs))
     if meta.get("command"):
         doc.append(("p", "The command that wrote this report:"))
         doc.append(("code", meta["command"]))
