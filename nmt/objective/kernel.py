@@ -83,8 +83,8 @@ class SmoothedNLL(torch.autograd.Function):
             else:
                 torch.sub(logits[s:e], lse[s:e, None], out=work)
                 work.exp_().mul_((g + h)[s:e, None])
-            if ctx.vector:
-                work.sub_(g_prior[s:e, None] * ctx.prior[None, :])
+            if ctx.vector:  # minus the outer product g_prior x prior, in one pass
+                work.addr_(g_prior[s:e], ctx.prior, alpha=-1.0)
             elif ctx.spread:
                 work.sub_((ctx.prior * g_prior[s:e])[:, None])
             work.scatter_add_(-1, labels[s:e, None], -g_gold[s:e, None])
