@@ -1,13 +1,16 @@
 """The committed studies in docs/results/ regenerate from their committed run artifacts.
 
 A study folder with a runs/ subfolder holds each run's small artifacts (results.json, the
-hypothesis and reference files, train.log, ...) and the report built from them by
+hypothesis and reference files, train.log, ...) and the report built from them by the command
+its report.md ends with, e.g.
 
     python -m nmt.report docs/results/STUDY/runs/* --out docs/results/STUDY
+    python -m nmt.report docs/results/multi30k-eps-3seeds/runs/ls0.1-seed* \
+        docs/results/STUDY/runs/* --baseline "eps 0.1" --out docs/results/STUDY
 
-Rebuilding it from the repository alone must give the committed report.json byte for byte
-(every number: BLEU, p-values, seed means and deviations, calibration) and the same report.md
-(the prose answer and its tables).
+Rebuilding it from the repository alone with that command must give the committed report.json
+byte for byte (every number: BLEU, p-values, seed means and deviations, calibration) and the
+same report.md (the prose answer and its tables).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.study.report import write_report
+from nmt.study.report import build_parser, write_report
 
 from .conftest import ROOT
 
@@ -29,25 +32,32 @@ STUDIES = sorted(p.parent for p in RESULTS.glob("*/runs") if p.is_dir())
 
 def test_a_study_with_runs_is_committed():
     """The parametrised test below must not pass by finding nothing."""
-    assert [s.name for s in STUDIES] == ["multi30k-eps-3seeds"]
+    assert "multi30k-eps-3seeds" in [s.name for s in STUDIES]
+
+
+def report_command(study: Path) -> str:
+    """The command the committed report.md says wrote it."""
+    text = (study / "report.md").read_text(encoding="utf-8")
+    return text.split("The command that wrote this report:\n\n```\n", 1)[1].split("\n```")[0]
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=[s.name for s in STUDIES])
 def test_report_regenerates_from_committed_runs(study: Path, tmp_path):
-    runs = sorted(p for p in (study / "runs").iterdir() if p.is_dir())
-    assert runs, f"{study}/runs holds no run"
-    rel = [str(r.relative_to(ROOT)) for r in runs]
-    # The command the committed report was written with (the shell expands runs/* sorted).
-    command = shlex.join(
-        ["python", "-m", "nmt.report", *rel, "--out", str(study.relative_to(ROOT))]
-    )
-    write_report(runs, tmp_path, command=command)
+    command = report_command(study)
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "nmt.report"], command
+    args = build_parser().parse_args(words[3:])
+    assert Path(args.out) == study.relative_to(ROOT)
+    own = sorted(str(p.relative_to(ROOT)) for p in (study / "runs").iterdir() if p.is_dir())
+    assert own and set(own) <= set(args.runs), f"{study}/runs holds runs the report leaves out"
+    assert all((ROOT / r / "results.json").is_file() for r in args.runs)  # all committed
+    runs = [ROOT / r for r in args.runs]
+    write_report(runs, tmp_path, args.bootstrap_samples, command, args.baseline, args.allow_mixed)
     for name in ("report.json", "report.md"):
         rebuilt = (tmp_path / name).read_text(encoding="utf-8")
         committed = (study / name).read_text(encoding="utf-8")
         assert rebuilt == committed, (
-            f"{study.name}/{name} differs from the report rebuilt from its runs; rerun "
-            f"python -m nmt.report {study.relative_to(ROOT)}/runs/* --out {study.relative_to(ROOT)}"
+            f"{study.name}/{name} differs from the report rebuilt from its runs; rerun {command}"
         )
 
 

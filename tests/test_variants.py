@@ -225,3 +225,19 @@ def test_the_spec_of_a_train_config():
     assert spec.params == {"graduated_bounds": [0.3, 0.7], "graduated_factors": [0.0, 3.0],
                            "ramp": 1500, "ramp_start": 0.0, "ramp_shape": "linear"}  # fmt: skip
     assert Smoothing.of(TrainConfig()) == Smoothing("uniform", 0.1)  # the committed runs' label
+
+
+def test_the_per_token_optimum_prob_gap_by_hand():
+    """log(q_gold / mean of the other q) at p = q, for a prior that varies by piece; None
+    where one value holds for every token (optimum_gap), for graduated and at eps 0."""
+    u = torch.tensor([0.0, 0.1, 0.0, 0.4, 0.3, 0.2])
+    gaps = smoothing.get("unigram").bind({}, u).optimum_prob_gaps(0.2, torch.tensor([3, 1]), 6)
+    q3, q1 = 0.8 + 0.2 * 0.4, 0.8 + 0.2 * 0.1
+    expected = [math.log(q3 / ((1 - q3) / 5)), math.log(q1 / ((1 - q1) / 5))]
+    assert gaps.tolist() == pytest.approx(expected)
+    assert smoothing.get("unigram").bind({}, u).optimum_prob_gaps(0.0, torch.tensor([3]), 6) is None
+    assert smoothing.get("uniform").optimum_prob_gaps(0.1, torch.tensor([3]), 6) is None
+    assert smoothing.get("graduated").optimum_prob_gaps(0.1, torch.tensor([3]), 6) is None
+    loss = TranslationLoss(6, objective=Smoothing("unigram", 0.2), base=u)
+    target = torch.tensor([[2, 3, 1, 0]])  # BOS, two labels, pad
+    assert loss.optimum_prob_gaps(target).tolist() == pytest.approx(expected)

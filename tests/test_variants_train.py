@@ -67,6 +67,8 @@ def test_each_variant_trains_and_keeps_its_distribution(cipher, prior_file, tmp_
     for name, (flags, label) in cases.items():
         results = _train(cipher, tmp_path / name, *flags)
         assert results["smoothing_type"] == name and results["optimal_logit_gap"] is None
+        # p* = q: the optimum prob gap's mean over the split's tokens where it varies by piece
+        assert ("optimal_prob_gap" in results["test"]) == (name != "graduated")
         if label:
             assert results["label"] == label
         base = load_checkpoint(tmp_path / name / "checkpoint_last.pt").get("criterion")
@@ -142,6 +144,8 @@ def test_a_variant_sweep_names_its_runs_and_reports_them(cipher, tmp_path):
     assert [r["label"] for r in report["rows"]] == ["eps 0→0.1 over 3 (masked)"]
     text = (sweep_dir / "report.md").read_text()
     assert "Unigram, masked and prior smoothing have no single optimum gap" in text
+    masked_row = next(line for line in text.splitlines() if line.startswith("| eps 0→0.1 over 3"))
+    assert "n/a" not in masked_row  # the per-token optimum gap's mean instead
 
 
 @pytest.mark.parametrize(

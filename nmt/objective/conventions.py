@@ -94,7 +94,8 @@ class _Distributed(Convention):
     needs_base = True
     gap_note = (
         "unigram, masked and prior smoothing have no single optimum gap: at the minimum "
-        "p = q, and the gap log(q_gold / mean of the other q) depends on the gold piece"
+        "p = q, and the gap log(q_gold / mean of the other q) depends on the gold piece; their "
+        "optimum gap is its mean over the split's target tokens, to compare with the prob gap"
     )
 
     def spread(self, vocab: int) -> torch.Tensor:

@@ -163,6 +163,12 @@ class TranslationLoss(Criterion):
             "num_correct": num_correct,
         }
 
+    def optimum_prob_gaps(self, target_ids: torch.Tensor) -> torch.Tensor | None:
+        """The optimum prob gap of each non-pad target token (metrics: optimal_prob_gap)."""
+        labels = split_target(target_ids)[1].reshape(-1)
+        labels = labels[labels != self.pad_id].cpu()
+        return self.convention.optimum_prob_gaps(self.smoothing, labels, self.vocab_size)
+
     def reduce(self, sums: dict[str, float], tokens: int) -> dict[str, float]:
         """Per-token means of an interval's sums, perplexity beside the NLL, num_correct shown
         as accuracy; keys a subclass adds are means per token too."""

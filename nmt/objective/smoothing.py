@@ -106,6 +106,17 @@ class Convention:
         q[torch.arange(n), labels] += gold_rows.double()
         return q
 
+    def optimum_prob_gaps(self, eps: float, labels: torch.Tensor, vocab: int):
+        """Per token (N,), the prob gap log(q_gold / mean of the other q) at the loss's minimum
+        p = q, for a target whose prior varies over the vocabulary, where it depends on the gold
+        piece (None: one value for every token, optimum_gap(); no fixed target; or eps 0)."""
+        coef = self.kernel(eps, vocab) if eps > 0 else None
+        if coef is None or not torch.is_tensor(coef[1]) or self.rows(eps, vocab) is not None:
+            return None
+        gold, prior = coef
+        q_gold = gold + prior.double()[labels]
+        return torch.log(q_gold) - torch.log((1.0 - q_gold) / (vocab - 1))
+
     def optimum_gap(self, eps: float, vocab: int) -> float | None:
         """Gold-minus-other logit gap at the loss's minimum (inf at eps 0; None: no closed
         form, or the other entries' targets are not all equal)."""

@@ -30,7 +30,11 @@ def metrics_table(
     for row in rows:
         line = [row["label"], str(len(row["seeds"]))]
         line += [cell(row[split][col], fmt) for col, _, fmt in COLUMNS]
-        line.append(gap_cell(row["optimal_logit_gap"]))
+        per_token = row[split].get("optimal_prob_gap")  # its mean over the split's tokens
+        gap = row["optimal_logit_gap"]
+        line.append(
+            gap_cell(gap) if gap is not None or not per_token else cell(per_token, "{:.2f}")
+        )
         if split == "test":
             line += [p_cells(row), p_cells(row, "_beam")]
         body.append(line)

@@ -95,7 +95,8 @@ def _write(out_dir: Path, runs: list[dict], rows: list[dict], meta: dict, number
             tmp.unlink(missing_ok=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> ArgumentParser:
+    """python -m nmt.report's arguments (tests read a committed report's command with it)."""
     parser = ArgumentParser(
         prog="python -m nmt.report", description="Compare finished runs across label smoothing."
     )
@@ -115,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         help="average runs of one row that differ in more than their seed (other data, "
         "vocabulary, model or budget); the report lists the differences",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.bootstrap_samples < 1:
             raise NMTError("--bootstrap-samples must be at least 1")

@@ -140,6 +140,10 @@ def aggregate(
         for split in ("test", "valid"):
             present = [r[split] for r in members if r.get(split)]
             row[split] = {col: summarise([m.get(col) for m in present]) for col, _, _ in COLUMNS}
+            if any("optimal_prob_gap" in m for m in present):  # a gap varying by gold piece
+                row[split]["optimal_prob_gap"] = summarise(
+                    [m.get("optimal_prob_gap") for m in present]
+                )
         rows.append(row)
     return rows
 

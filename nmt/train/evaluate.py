@@ -56,12 +56,15 @@ def evaluate_loss(
     src_lens, tgt_lens = split.lengths()
     totals = torch.zeros(4, dtype=torch.float64)  # loss, nll, correct, tokens
     calibration = Calibration()
+    optimum = 0.0  # the sum of the per-token optimum prob gaps, where the criterion has them
     for idx in make_batches(src_lens, tgt_lens, max_tokens, shuffle=False):
         batch = collate(split, idx).to(device)
         with autocast(device, amp_dtype):
             logits = model(batch.src, batch.tgt_in)
         out = loss_fn(logits, batch.tgt)
         calibration.add(logits, batch.labels, loss_fn.pad_id)
+        gaps = getattr(loss_fn, "optimum_prob_gaps", lambda _: None)(batch.tgt)
+        optimum = None if gaps is None or optimum is None else optimum + float(gaps.sum())
         totals += torch.tensor(
             [
                 float(out["loss"]),
@@ -81,6 +84,7 @@ def evaluate_loss(
         "accuracy": correct / tokens,
         "num_tokens": int(tokens),
         **calibration.summary(),
+        **({} if optimum is None else {"optimal_prob_gap": optimum / tokens}),
     }
 
 
