@@ -74,6 +74,9 @@ def main(
         return 130
     finally:
         distributed.shutdown()
+        for rd in held:  # a caller in the same process may train in this directory again
+            if rd.lock is not None:
+                rd.lock.release()
     if world.main:
         best, split = (results["test"], "test") if results["test"] else (results["valid"], "valid")
         log.info(

@@ -13,6 +13,7 @@ from nmt.errors import ArgumentParser, NMTError
 from nmt.objective import smoothing as registry
 from nmt.objective.priors import file_sha256, read_prior
 from nmt.objective.smoothing import Smoothing
+from nmt.train.checkpoint import checkpoint_file
 
 # Short spellings of the common flags; every field is also reachable as --section.key.
 SHORT_FLAGS: dict[str, tuple[str, str]] = {
@@ -167,7 +168,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
 
 def resolve_objective(cfg: Config) -> Config:
     """The prior file read and checked (its pieces are checked once the tokenizer exists) and
-    its SHA-256 recorded in the config; a warning for an eps schedule longer than the run."""
+    its SHA-256 recorded in the config, as is graduated smoothing's reference checkpoint's; a
+    warning for an eps schedule longer than the run."""
     t = cfg.train
     if t.smoothing_ramp and t.max_steps and t.smoothing_ramp > t.max_steps:
         logging.getLogger("train").warning(
@@ -175,8 +177,15 @@ def resolve_objective(cfg: Config) -> Config:
             "ends at %.4g, not %g", t.smoothing_ramp, t.max_steps,
             Smoothing.of(t).eps_at(t.max_steps), t.smoothing,
         )  # fmt: skip
-    if t.smoothing_prior is None:
-        return cfg
-    read_prior(t.smoothing_prior)
-    digest = file_sha256(t.smoothing_prior)
-    return dataclasses.replace(cfg, train=dataclasses.replace(t, smoothing_prior_sha256=digest))
+    if t.smoothing_prior is not None:
+        read_prior(t.smoothing_prior)
+        t = dataclasses.replace(t, smoothing_prior_sha256=file_sha256(t.smoothing_prior))
+    if t.graduated_reference is not None:
+        path = checkpoint_file(t.graduated_reference)
+        if not path.is_file():
+            raise NMTError(
+                f"--train.graduated_reference {t.graduated_reference}: no checkpoint at {path}; "
+                "give a checkpoint file or a finished run's directory"
+            )
+        t = dataclasses.replace(t, graduated_reference_sha256=file_sha256(path))
+    return dataclasses.replace(cfg, train=t)

@@ -76,6 +76,8 @@ class TrainConfig:
     masked_form: str = "uniform"  # masked: eps/|M| over M (uniform) or Chen et al.'s (chen)
     graduated_bounds: tuple[float, float] = (0.3, 0.7)  # graduated: p below / above these
     graduated_factors: tuple[float, float] = (0.0, 3.0)  # ... get these multiples of eps
+    graduated_reference: str | None = None  # graduated: p from this frozen checkpoint instead
+    graduated_reference_sha256: str | None = None  # resolved from graduated_reference, recorded
     lr: float = 5e-3
     warmup_steps: int = 500
     betas: tuple[float, float] = (0.9, 0.98)

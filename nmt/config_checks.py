@@ -127,6 +127,11 @@ def _smoothing_checks(t):
         "train.smoothing_prior",
         "is read by --smoothing-type prior only; drop it or pass --smoothing-type prior",
     )
+    yield (
+        t.smoothing_type == "graduated" or t.graduated_reference is None,
+        "train.graduated_reference",
+        "is read by --smoothing-type graduated only; drop it or pass --smoothing-type graduated",
+    )
     low, high = t.graduated_bounds
     yield (
         0.0 <= low < high <= 1.0,

@@ -241,3 +241,34 @@ def test_the_per_token_optimum_prob_gap_by_hand():
     loss = TranslationLoss(6, objective=Smoothing("unigram", 0.2), base=u)
     target = torch.tensor([[2, 3, 1, 0]])  # BOS, two labels, pad
     assert loss.optimum_prob_gaps(target).tolist() == pytest.approx(expected)
+
+
+def test_graduated_reads_a_reference_models_confidence_when_given():
+    """With a frozen reference model, each token's eps follows the reference's probability of
+    the gold token, not the trained model's: the loss equals the dense target built from it."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(4)
+    ref_logits = 3 * torch.randn(2, 5, V)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, src, tgt_in):
+            return ref_logits
+
+    target = torch.randint(3, V, (2, 6))
+    target[1, 4:] = 0
+    batch = SimpleNamespace(src=torch.zeros(2, 3, dtype=torch.long), tgt_in=target[:, :-1])
+    logits = torch.randn(2, 5, V, dtype=torch.float64, requires_grad=True)
+    loss = TranslationLoss(V, 0, 0.1, "sum", "graduated", reference=Fixed())
+    assert loss.wants_batch and not any(p.requires_grad for p in loss.reference.parameters())
+    out = loss(logits, target, batch=batch)
+    labels = target[:, 1:].reshape(-1)
+    keep = labels != 0
+    p_ref = torch.softmax(ref_logits.reshape(-1, V), -1)[keep].gather(-1, labels[keep, None])[:, 0]
+    q = smoothing.get("graduated").target(0.1, labels[keep], V, p_ref)
+    lp = torch.log_softmax(logits.detach().reshape(-1, V)[keep], -1)
+    assert out["loss"].item() == pytest.approx(-(q * lp).sum().item(), rel=1e-6)
+    own = TranslationLoss(V, 0, 0.1, "sum", "graduated")(logits, target)  # its own p differs
+    assert abs(own["loss"].item() - out["loss"].item()) > 1e-3
+    with pytest.raises(ValueError, match="needs the batch"):
+        loss(logits, target)

@@ -213,3 +213,39 @@ def test_a_ramp_longer_than_the_run_is_allowed_with_a_warning(caplog):
         cfg, _ = parse_args(["--max-steps", "100", "--train.smoothing_ramp", "400"])
     assert cfg.train.smoothing_ramp == 400
     assert "longer than the run (--max-steps 100): eps ends at 0.025, not 0.1" in caplog.text
+
+
+def test_graduated_with_a_frozen_reference_checkpoint(cipher, tmp_path, capsys):
+    """The reference's SHA-256 names the run; the reference file is never changed; a reference
+    with another tokenizer is one error line; resuming after the file changed is refused."""
+    import hashlib
+
+    _train(cipher, tmp_path / "ref", steps=4)
+    ref = tmp_path / "ref" / "checkpoint_best.pt"
+    digest = hashlib.sha256(ref.read_bytes()).hexdigest()
+    flags = ["--smoothing-type", "graduated", "--train.graduated_reference", str(tmp_path / "ref")]
+    results = _train(cipher, tmp_path / "student", *flags, steps=4)
+    assert results["label"] == (
+        f"eps 0.1 (graduated x0/x1/x3 at p 0.3/0.7, p of reference {digest[:8]})"
+    )
+    assert results["objective"]["graduated_reference_sha256"] == digest
+    assert hashlib.sha256(ref.read_bytes()).hexdigest() == digest
+    # another vocabulary: another tokenizer
+    other = [*cipher_flags(cipher), "--vocab-size", "50", "--max-steps", "2",
+             "--run-dir", str(tmp_path / "other"), *flags]  # fmt: skip
+    assert train.main(other) == 2
+    assert "was trained with another tokenizer than this run's" in capsys.readouterr().err
+    # the same command after the reference file changed: another objective, refused
+    _train(cipher, tmp_path / "ref2", "--seed", "2", steps=4)
+    ref.write_bytes((tmp_path / "ref2" / "checkpoint_best.pt").read_bytes())
+    again = run("train.py", *cipher_flags(cipher), "--max-steps", "6", "--resume",
+                "--run-dir", str(tmp_path / "student"), *flags)  # fmt: skip
+    assert again.returncode == 2
+    assert "train.graduated_reference_sha256" in again.stderr.splitlines()[-1]
+
+
+def test_a_reference_for_another_convention_or_missing_is_refused(tmp_path):
+    with pytest.raises(NMTError, match="is read by --smoothing-type graduated only"):
+        parse_args(["--train.graduated_reference", str(tmp_path)])
+    with pytest.raises(NMTError, match="no checkpoint at"):
+        parse_args(["--smoothing-type", "graduated", "--train.graduated_reference", str(tmp_path)])

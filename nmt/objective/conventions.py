@@ -184,12 +184,18 @@ GRADUATED_FACTORS = (0.0, 3.0)
 
 class Graduated(Convention):
     """Uniform smoothing with a per-token eps chosen by the model's own probability p of the
-    gold token (detached): factor_low * eps below bound_low, factor_high * eps above
-    bound_high, eps between (Wang et al., ACL 2020: 0 / 0.1 / 0.3 at p 0.3 / 0.7)."""
+    gold token (detached), or a frozen reference checkpoint's (graduated_reference):
+    factor_low * eps below bound_low, factor_high * eps above bound_high, eps between (Wang et
+    al., ACL 2020: 0 / 0.1 / 0.3 at p 0.3 / 0.7)."""
 
     name = "graduated"
     help = "graduated (per-token eps by the model's confidence, Wang et al.)"
-    config_keys = ("graduated_bounds", "graduated_factors")
+    config_keys = (
+        "graduated_bounds",
+        "graduated_factors",
+        "graduated_reference",
+        "graduated_reference_sha256",
+    )
     gap_note = "graduated smoothing has no closed-form optimum (eps follows the model's own p)"
 
     def settings(self) -> tuple[float, float, float, float]:
@@ -217,13 +223,17 @@ class Graduated(Convention):
 
     def label(self, amount: str, params: dict) -> str:
         low, high, f_low, f_high = self.bind(params).settings()
-        return f"eps {amount} (graduated x{f_low:g}/x1/x{f_high:g} at p {low:g}/{high:g})"
+        ref = params.get("graduated_reference_sha256")
+        by = f", p of reference {ref[:8]}" if ref else ""
+        return f"eps {amount} (graduated x{f_low:g}/x1/x{f_high:g} at p {low:g}/{high:g}{by})"
 
     def run_suffix(self, params: dict | None = None) -> str:
         low, high, f_low, f_high = self.bind(params or {}).settings()
-        if (low, high, f_low, f_high) == (*GRADUATED_BOUNDS, *GRADUATED_FACTORS):
-            return "-graduated"
-        return f"-graduated-{low:g}-{high:g}-x{f_low:g}-{f_high:g}"
+        ref = (params or {}).get("graduated_reference_sha256")
+        text = "-graduated"
+        if (low, high, f_low, f_high) != (*GRADUATED_BOUNDS, *GRADUATED_FACTORS):
+            text += f"-{low:g}-{high:g}-x{f_low:g}-{f_high:g}"
+        return text + (f"-ref{ref[:8]}" if ref else "")
 
 
 for _convention in (

@@ -18,6 +18,7 @@ class Criterion(nn.Module):
 
     logged: tuple[str, ...] = ("loss",)
     pad_id: int = 0
+    wants_batch: bool = False  # forward(logits, target_ids, batch=Batch): it reads the source
 
     def reduce(self, sums: dict[str, float], tokens: int) -> dict[str, float]:
         """The scalars to log from an interval's sums over `tokens` target tokens."""

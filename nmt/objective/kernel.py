@@ -22,7 +22,8 @@ class SmoothedNLL(torch.autograd.Function):
 
     prior is a number (the same mass on all K entries) or a (K,) float32 tensor; gold and scale
     are numbers (scale 1), or with rows (a convention's per-token coefficients, e.g. graduated
-    smoothing) (N,) tensors computed from the model's probability of the gold token, detached.
+    smoothing) (N,) tensors computed from the model's probability of the gold token, detached
+    (or confidence (N,), another model's).
     Each row of q sums to 1. loss = logsumexp(z) - gold * z_y - scale * prior . z, nll =
     logsumexp(z) - z_y, computed in float32 whatever the logits' dtype, over chunks of rows.
     One (N, V) tensor is kept for backward: the logits (softmax recomputed as exp(z - lse)), or
@@ -34,7 +35,8 @@ class SmoothedNLL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, mask, gold, prior, keep=False, rows: Rows | None = None):
+    def forward(ctx, logits, labels, mask, gold, prior, keep=False, rows: Rows | None = None,
+                confidence=None):  # fmt: skip
         n, vocab = logits.shape
         vector = isinstance(prior, torch.Tensor)
         spread = vector or bool(prior)  # any mass off the gold entry
@@ -54,8 +56,8 @@ class SmoothedNLL(torch.autograd.Function):
         z_gold = logits.gather(-1, labels[:, None]).squeeze(-1).float()
         nll = lse - z_gold
         weight = 1.0  # scale of the prior per row
-        if rows is not None:
-            gold, weight = rows(torch.exp(-nll))
+        if rows is not None:  # p of the gold token: the model's own, or a reference model's
+            gold, weight = rows(torch.exp(-nll) if confidence is None else confidence)
         plain = not spread and not isinstance(gold, torch.Tensor) and gold == 1.0
         loss = nll if plain else lse - gold * z_gold
         if spread:
@@ -90,4 +92,4 @@ class SmoothedNLL(torch.autograd.Function):
             work.scatter_add_(-1, labels[s:e, None], -g_gold[s:e, None])
             if not in_place:
                 grad[s:e] = work
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None

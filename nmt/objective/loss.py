@@ -34,6 +34,7 @@ def label_smoothed_nll(
     pad_id: int,
     kind: str | Convention = registry.DEFAULT,
     keep_softmax: bool = False,
+    confidence: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token smoothed loss, NLL and pad mask for logits (N, V) and labels (N,).
 
@@ -44,7 +45,8 @@ def label_smoothed_nll(
     other gives its per-token loss from the float32 log-probabilities under plain autograd.
     eps 0 is the plain NLL in every convention. Pad rows are 0. keep_softmax (train.kernels
     fast): float32 logits keep the fused kernel's exponentials for backward instead of
-    recomputing them (equal to rounding, two passes fewer).
+    recomputing them (equal to rounding, two passes fewer). confidence (N,): the probability of
+    each gold token that rows() reads instead of the model's own (a reference model's).
     """
     convention = registry.get(kind) if isinstance(kind, str) else kind
     mask = labels != pad_id  # (N,)
@@ -57,7 +59,7 @@ def label_smoothed_nll(
             prior = prior.to(device=logits.device, dtype=torch.float32)
         keep = keep_softmax and logits.dtype == torch.float32
         rows = convention.rows(eps, logits.size(-1))
-        loss, nll = SmoothedNLL.apply(logits, safe, mask, gold, prior, keep, rows)
+        loss, nll = SmoothedNLL.apply(logits, safe, mask, gold, prior, keep, rows, confidence)
         return loss, nll, mask
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V), float32 even under autocast
     nll = -lprobs.gather(-1, safe[:, None]).squeeze(-1)  # (N,)
@@ -74,6 +76,8 @@ class TranslationLoss(Criterion):
     and adds the convention's parameters and an eps schedule; base is the (K,) distribution a
     convention that needs_base spreads eps by (nmt.objective.priors), kept in the checkpoint.
     at_update(n) sets the eps of the update after n updates; `smoothing` is that eps.
+    reference (graduated smoothing): a frozen model whose probability of each gold token,
+    rather than the model's own, chooses the token's eps; forward() then needs the batch.
 
     forward(logits (B, T-1, V), target_ids (B, T)) -> dict with `loss` (smoothed), `nll_loss`,
     `accuracy`, `num_tokens` (non-pad labels) and `num_correct`. With reduction="mean" loss and
@@ -97,8 +101,11 @@ class TranslationLoss(Criterion):
         *,
         objective: Smoothing | None = None,
         base: torch.Tensor | None = None,
+        reference: torch.nn.Module | None = None,
     ):
         super().__init__()
+        # graduated smoothing's frozen reference model: its p of the gold token sets each eps
+        self.reference = reference.eval().requires_grad_(False) if reference else None
         self.keep_softmax = keep_softmax  # label_smoothed_nll's: train.kernels fast
         if reduction not in ("mean", "sum"):
             raise NMTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
@@ -131,7 +138,23 @@ class TranslationLoss(Criterion):
         if state and state.get("base") is not None and self.convention.needs_base:
             self._bind(state["base"])
 
-    def forward(self, logits: torch.Tensor, target_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    @property
+    def wants_batch(self) -> bool:
+        return self.reference is not None
+
+    def _reference_confidence(self, batch, labels: torch.Tensor, dtype) -> torch.Tensor:
+        """The reference model's probability of each gold token (N,), float32."""
+        half = dtype in (torch.float16, torch.bfloat16)  # the trained model's autocast dtype
+        amp = torch.autocast(labels.device.type, dtype=dtype if half else None, enabled=half)
+        with torch.no_grad(), amp:
+            ref_logits = self.reference(batch.src, batch.tgt_in).float()
+        lprobs = torch.log_softmax(ref_logits.reshape(-1, self.vocab_size), dim=-1)
+        safe = labels.masked_fill(labels == self.pad_id, 0)
+        return lprobs.gather(-1, safe[:, None]).squeeze(-1).exp()
+
+    def forward(
+        self, logits: torch.Tensor, target_ids: torch.Tensor, batch=None
+    ) -> dict[str, torch.Tensor]:
         _, labels = split_target(target_ids)  # (B, T-1)
         if logits.shape[:2] != labels.shape or logits.size(-1) != self.vocab_size:
             raise ValueError(
@@ -140,6 +163,11 @@ class TranslationLoss(Criterion):
             )
         flat_logits = logits.reshape(-1, self.vocab_size)  # (N, V)
         flat_labels = labels.reshape(-1)  # (N,)
+        confidence = None
+        if self.reference is not None and self.smoothing > 0:
+            if batch is None:
+                raise ValueError("the reference model needs the batch: forward(..., batch=...)")
+            confidence = self._reference_confidence(batch, flat_labels, logits.dtype)
         loss, nll, mask = label_smoothed_nll(
             flat_logits,
             flat_labels,
@@ -147,6 +175,7 @@ class TranslationLoss(Criterion):
             self.pad_id,
             self.convention,
             self.keep_softmax and torch.is_grad_enabled(),
+            confidence,
         )
         num_tokens = mask.sum()
         with torch.no_grad():
@@ -182,15 +211,19 @@ class TranslationLoss(Criterion):
 
 
 def build_criterion(
-    train, vocab_size: int, pad_id: int, base: torch.Tensor | None = None
+    train,
+    vocab_size: int,
+    pad_id: int,
+    base: torch.Tensor | None = None,
+    reference: torch.nn.Module | None = None,
 ) -> TranslationLoss:
     """The default criterion of a TrainConfig: the label-smoothed NLL, summed over tokens.
-    base: the (K,) distribution of a convention that needs one (nmt.objective.priors)."""
+    base: the (K,) distribution of a convention that needs one (nmt.objective.priors);
+    reference: graduated smoothing's frozen reference model (nmt.train.reference)."""
     keep = train.kernels != "reference"
     objective = Smoothing.of(train)
-    return TranslationLoss(
-        vocab_size, pad_id, reduction="sum", keep_softmax=keep, objective=objective, base=base
-    )
+    return TranslationLoss(vocab_size, pad_id, reduction="sum", keep_softmax=keep,
+                           objective=objective, base=base, reference=reference)  # fmt: skip
 
 
 def smoothing_base(train, tok, train_split, state=None) -> torch.Tensor | None:

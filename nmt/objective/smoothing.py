@@ -211,6 +211,7 @@ class Smoothing:
         """The objective a TrainConfig (or anything with its smoothing keys) trains."""
         convention = get(train.smoothing_type)
         params = {k: _plain(getattr(train, k)) for k in convention.config_keys}
+        params = {k: v for k, v in params.items() if v is not None}  # options not taken
         if getattr(train, "smoothing_ramp", 0):
             params.update(
                 ramp=train.smoothing_ramp,

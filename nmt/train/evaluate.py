@@ -61,7 +61,10 @@ def evaluate_loss(
         batch = collate(split, idx).to(device)
         with autocast(device, amp_dtype):
             logits = model(batch.src, batch.tgt_in)
-        out = loss_fn(logits, batch.tgt)
+        if getattr(loss_fn, "wants_batch", False):
+            out = loss_fn(logits, batch.tgt, batch=batch)
+        else:
+            out = loss_fn(logits, batch.tgt)
         calibration.add(logits, batch.labels, loss_fn.pad_id)
         gaps = getattr(loss_fn, "optimum_prob_gaps", lambda _: None)(batch.tgt)
         optimum = None if gaps is None or optimum is None else optimum + float(gaps.sum())

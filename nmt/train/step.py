@@ -162,7 +162,11 @@ class UpdateStep:
             ):
                 with autocast(self.device, self.amp_dtype):
                     logits = self.net(batch.src, batch.tgt_in)  # (B, T-1, V)
-                out = self.criterion(logits, batch.tgt)
+                out = (
+                    self.criterion(logits, batch.tgt, batch=batch)
+                    if getattr(self.criterion, "wants_batch", False)
+                    else self.criterion(logits, batch.tgt)
+                )
                 self.scaler.scale(out["loss"] * scale).backward()
             sums += weight * torch.tensor(self.criterion.sums(out), dtype=torch.float64)
         totals = distributed.all_sum(sums.tolist(), self.world, self.device)

@@ -35,6 +35,7 @@ from nmt.train.distributed import SINGLE, World
 from nmt.train.final import FinalScoring
 from nmt.train.logbook import Interval, Logbook, compiled_graphs
 from nmt.train.precision import resolve_device
+from nmt.train.reference import reference_model
 from nmt.train.resume import resume_changes
 from nmt.train.rng import rng_state, seed_everything, set_rng_state
 from nmt.train.signals import Interrupted, Preempted, catch_stop_signals, stop_at_once
@@ -77,7 +78,8 @@ class Trainer(Budget, Validation, FinalScoring):
         device = resolve_device(cfg.train.device) if device is None else device
         if criterion is None:
             base = smoothing_base(cfg.train, tokenizer, splits.get("train"), state)
-            criterion = build_criterion(cfg.train, len(tokenizer), PAD_ID, base)
+            reference = reference_model(cfg.train, tokenizer)
+            criterion = build_criterion(cfg.train, len(tokenizer), PAD_ID, base, reference)
         self.update = UpdateStep.build(cfg.train, model, criterion, device, world)
         self.model, self.device = self.update.model, device
         self.progress = Progress()
