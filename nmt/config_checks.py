@@ -38,8 +38,7 @@ def _float_fields(cfg: Config):
 
 def _checks(cfg: Config):
     """(ok, key, message) in order; later checks may assume the earlier ones held."""
-    # Long by design: one line per rule, read top to bottom; grouping them would hide the order.
-    d, m, t, dec = cfg.data, cfg.model, cfg.train, cfg.decode
+    d, m, t = cfg.data, cfg.model, cfg.train
     convention = registry.get(t.smoothing_type)
     yield 0.0 <= t.smoothing < convention.upper, "train.smoothing", convention.range_text
     yield 0 <= t.seed < 2**32, "train.seed", f"must be in [0, 2^32), got {t.seed}"
@@ -94,6 +93,10 @@ def _checks(cfg: Config):
     yield t.max_skipped >= 1, "train.max_skipped", "must be >= 1"
     yield t.max_minutes >= 0, "train.max_minutes", "must be >= 0 (0 = no time limit)"
     yield 0 <= t.ema_decay < 1, "train.ema_decay", "must be in [0, 1) (0 = off)"
+
+
+def _decode_checks(dec):
+    """(ok, key, message) for the decoding section."""
     yield dec.beam >= 1, "decode.beam", "must be >= 1"
     yield dec.length_penalty >= 0, "decode.length_penalty", "must be >= 0"
     yield dec.max_len_a >= 0, "decode.max_len_a", "must be >= 0"
@@ -156,7 +159,8 @@ def validate(cfg: Config) -> Config:
     for key, value in _float_fields(cfg):
         if not math.isfinite(value):
             raise NMTError(f"'{key}' must be a finite number, got {value}")
-    for ok, key, message in itertools.chain(_checks(cfg), _smoothing_checks(cfg.train)):
+    checks = (_checks(cfg), _decode_checks(cfg.decode), _smoothing_checks(cfg.train))
+    for ok, key, message in itertools.chain(*checks):
         if not ok:
             raise NMTError(f"'{key}' {message}")
     return cfg
