@@ -83,7 +83,8 @@ def _best_bleu_sentence(best: dict, base: dict | None, split: str, search: str) 
     if base is None:
         return text + "; no baseline run to compare with."
     if best is base:
-        return text + f": no smoothing value beats {_short(base)} on average."
+        other = "smoothing value" if base["label"] == BASELINE else "other objective"
+        return text + f": no {other} beats {_short(base)} on average."
     tests = [
         {"p_value": p, "bleu_delta": d}
         for p, d in zip(best["p_values" + suffix], best["bleu_deltas" + suffix])
