@@ -6,7 +6,7 @@ from __future__ import annotations
 from nmt.objective import smoothing as registry
 from nmt.study.claims import published_claims
 from nmt.study.prose import _ranked, answer_blocks, short, vaswani_comparison
-from nmt.study.report_plots import PLOTS
+from nmt.study.report_plots import captions
 from nmt.study.stats import BASELINE, COLUMNS, cell, gap_cell, p_cell
 
 
@@ -117,7 +117,7 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
     doc += published_claims(rows, runs, split, baseline)
     doc.append(("h", 2, "Figures"))
     for name in figures:
-        doc.append(("img", name, PLOTS[name]))
+        doc.append(("img", name, captions(rows)[name]))
     doc.append(("h", 2, "Runs"))
     doc.append(_runs_table(runs))
     if meta.get("command"):

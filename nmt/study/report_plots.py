@@ -22,8 +22,25 @@ PLOTS = {
 }
 
 
+def by_objective(rows: list[dict]) -> bool:
+    """Whether the figures set the rows side by side per objective instead of along eps: when
+    they all share one eps, or two of one convention do (e.g. a constant and a ramped eps)."""
+    keys = [(r["smoothing_type"], r["smoothing"]) for r in rows]
+    return len({r["smoothing"] for r in rows}) == 1 or len(set(keys)) < len(keys)
+
+
+def captions(rows: list[dict]) -> dict[str, str]:
+    """PLOTS, with 'against eps' read as 'per objective' where the figures are drawn so."""
+    if not by_objective(rows):
+        return dict(PLOTS)
+    return {name: text.replace("against eps", "per objective") for name, text in PLOTS.items()}
+
+
 def _series(rows: list[dict]) -> dict[str, list[dict]]:
-    """Rows by smoothing type; eps 0 starts every series (it is the same loss for all types)."""
+    """Rows by smoothing type; eps 0 starts every series (it is the same loss for all types).
+    Per objective: each row its own series."""
+    if by_objective(rows):
+        return {r["label"]: [r] for r in rows}
     zero = [r for r in rows if r["smoothing"] == 0]
     kinds = sorted({r["smoothing_type"] for r in rows if r["smoothing"] != 0}) or [DEFAULT]
     return {
@@ -53,7 +70,7 @@ def plot_all(runs: list[dict], rows: list[dict], out_dir: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    view = _View(runs, rows, runs[0]["split"], _series(rows))
+    view = _View(runs, rows, runs[0]["split"], _series(rows), by_objective(rows))
     for name, draw in FIGURES.items():
         fig = draw(plt, view)
         fig.tight_layout()
@@ -70,6 +87,21 @@ class _View:
     rows: list[dict]
     split: str
     series: dict[str, list[dict]]
+    per_objective: bool = False  # x is the row's position, not its eps
+
+    def x(self, item: dict) -> float:
+        """Where a row or a run goes on the x axis: its eps, or its row's position."""
+        if not self.per_objective:
+            return item["smoothing"]
+        return [r["label"] for r in self.rows].index(item["label"])
+
+    def axis(self, ax, **labels) -> None:
+        """_finish with the x axis named: eps, or the objectives' labels."""
+        if self.per_objective:
+            labels["xlabel"] = "objective"
+            ax.set_xticks(range(len(self.rows)), [r["label"] for r in self.rows],
+                          rotation=20, ha="right", fontsize=7)  # fmt: skip
+        _finish(ax, **labels)
 
     def mean(self, row: dict, key: str, split: str | None = None) -> float | None:
         return row[split or self.split][key]["mean"]
@@ -91,14 +123,14 @@ def bleu_figure(plt, v: _View):
     """BLEU against eps, greedy and beam, each seed a mark."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, rs in v.series.items():
-        xs = [r["smoothing"] for r in rs]
+        xs = [v.x(r) for r in rs]
         ys = [v.mean(r, "bleu") for r in rs]
         errs = [r[v.split]["bleu"]["std"] for r in rs]
         ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=kind)
         beam = [r for r in rs if v.mean(r, "bleu_beam") is not None]
         if beam:
             ax.errorbar(
-                [r["smoothing"] for r in beam],
+                [v.x(r) for r in beam],
                 [v.mean(r, "bleu_beam") for r in beam],
                 yerr=[r[v.split]["bleu_beam"]["std"] for r in beam],
                 marker="s",
@@ -106,12 +138,11 @@ def bleu_figure(plt, v: _View):
                 capsize=3,
                 label=f"{kind}, beam",
             )
-        for r in v.runs:
-            if r["smoothing_type"] == kind or r["smoothing"] == 0:
-                ax.plot(r["smoothing"], r[v.split]["bleu"], "k.", alpha=0.4)
-                if r[v.split].get("bleu_beam") is not None:
-                    ax.plot(r["smoothing"], r[v.split]["bleu_beam"], "k+", alpha=0.4)
-    _finish(ax, xlabel="eps", ylabel=f"{v.split} BLEU (sacreBLEU)")
+    for r in v.runs:  # each seed once
+        ax.plot(v.x(r), r[v.split]["bleu"], "k.", alpha=0.4)
+        if r[v.split].get("bleu_beam") is not None:
+            ax.plot(v.x(r), r[v.split]["bleu_beam"], "k+", alpha=0.4)
+    v.axis(ax, xlabel="eps", ylabel=f"{v.split} BLEU (sacreBLEU)")
     return fig
 
 
@@ -120,11 +151,11 @@ def nll_ppl_figure(plt, v: _View):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in zip(axes, ("nll_loss", "ppl"), ("NLL (nats/token)", "perplexity")):
         for kind, rs in v.series.items():
-            xs = [r["smoothing"] for r in rs]
+            xs = [v.x(r) for r in rs]
             ax.plot(xs, [v.mean(r, key) for r in rs], "o-", label=f"{kind} {v.split}")
             if v.split == "test":
                 ax.plot(xs, [v.mean(r, key, "valid") for r in rs], "o--", label=f"{kind} valid")
-        _finish(ax, xlabel="eps", ylabel=label)
+        v.axis(ax, xlabel="eps", ylabel=label)
     return fig
 
 
@@ -132,12 +163,12 @@ def ece_figure(plt, v: _View):
     """ECE, and mean confidence against accuracy, against eps."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, rs in v.series.items():
-        xs = [r["smoothing"] for r in rs]
+        xs = [v.x(r) for r in rs]
         axes[0].plot(xs, [v.mean(r, "ece") for r in rs], "o-", label=kind)
         axes[1].plot(xs, [v.mean(r, "confidence") for r in rs], "o-", label=f"{kind} confidence")
         axes[1].plot(xs, [v.mean(r, "accuracy") for r in rs], "s--", label=f"{kind} accuracy")
-    _finish(axes[0], xlabel="eps", ylabel="ECE (15 bins)")
-    _finish(axes[1], xlabel="eps", ylabel="mean over target tokens")
+    v.axis(axes[0], xlabel="eps", ylabel="ECE (15 bins)")
+    v.axis(axes[1], xlabel="eps", ylabel="mean over target tokens")
     return fig
 
 
