@@ -40,3 +40,19 @@ def test_each_claim_gets_our_number_and_a_verdict():
                              "seeds; calibration (ECE) is better here.")  # fmt: skip
     assert "no published number" in texts[2] and "we find a loss instead" in texts[2]
     assert published_claims(rows, runs, "test", "eps 0 (no smoothing)") == []
+
+
+def test_figures_go_per_objective_when_the_rows_share_an_eps():
+    from nmt.study.report_plots import PLOTS, by_objective, captions
+
+    def row(kind, eps, label):
+        return {"smoothing_type": kind, "smoothing": eps, "label": label}
+
+    sweep = [row("uniform", 0.0, "eps 0"), row("uniform", 0.1, "eps 0.1"),
+             row("fairseq", 0.1, "eps 0.1 (fairseq)")]  # fmt: skip
+    assert not by_objective(sweep) and captions(sweep) == PLOTS
+    variants = [row("uniform", 0.1, "eps 0.1"), row("uniform", 0.1, "eps 0→0.1 over 1500")]
+    assert by_objective(variants) and by_objective(
+        [row("masked", 0.1, "m"), row("unigram", 0.1, "u")]
+    )
+    assert captions(variants)["bleu_vs_eps.png"].startswith("Test BLEU per objective, greedy")
