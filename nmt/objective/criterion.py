@@ -31,6 +31,11 @@ class Criterion(nn.Module):
         """Values of its own to log beside an interval's means (e.g. a scheduled eps)."""
         return {}
 
+    def optimum_prob_gaps(self, target_ids: torch.Tensor) -> torch.Tensor | None:
+        """Per non-pad target token, the prob gap at the loss's minimum where it varies by
+        token (evaluation averages it as optimal_prob_gap); None: no such value."""
+        return None
+
     def resume_state(self) -> dict | None:
         """What a resume needs of this criterion beyond its construction (None: nothing)."""
         return None

@@ -61,12 +61,12 @@ def evaluate_loss(
         batch = collate(split, idx).to(device)
         with autocast(device, amp_dtype):
             logits = model(batch.src, batch.tgt_in)
-        if getattr(loss_fn, "wants_batch", False):
+        if loss_fn.wants_batch:
             out = loss_fn(logits, batch.tgt, batch=batch)
         else:
             out = loss_fn(logits, batch.tgt)
         calibration.add(logits, batch.labels, loss_fn.pad_id)
-        gaps = getattr(loss_fn, "optimum_prob_gaps", lambda _: None)(batch.tgt)
+        gaps = loss_fn.optimum_prob_gaps(batch.tgt)
         optimum = None if gaps is None or optimum is None else optimum + float(gaps.sum())
         totals += torch.tensor(
             [

@@ -164,7 +164,7 @@ class UpdateStep:
                     logits = self.net(batch.src, batch.tgt_in)  # (B, T-1, V)
                 out = (
                     self.criterion(logits, batch.tgt, batch=batch)
-                    if getattr(self.criterion, "wants_batch", False)
+                    if self.criterion.wants_batch
                     else self.criterion(logits, batch.tgt)
                 )
                 self.scaler.scale(out["loss"] * scale).backward()
