@@ -20,6 +20,7 @@ from sacrebleu.metrics import BLEU
 
 from nmt.data.dataset import truncate
 from nmt.data.tokenizer import EOS_ID
+from nmt.decode.adjust import parse_temperature, scorer_for
 from nmt.decode.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
 from nmt.decode.ct2_spec import import_ctranslate2
 from nmt.decode.export import (
@@ -93,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         "or, given a checkpoint, one made and cached on first use (default native)",
     )
     p.add_argument(
+        "--temperature",
+        metavar="T",
+        help="search softmax(logits / T): a number > 0, or 'fitted' for the temperature "
+        "python -m nmt.analyze fitted on validation (its analysis.json in the run folder); "
+        "greedy output never changes with T, beam search can (native engine only)",
+    )
+    p.add_argument(
+        "--rectify-smoothing",
+        action="store_true",
+        help="undo the checkpoint's label smoothing before search (Liang et al., 2022: "
+        "p = max(q - prior, 0) / gold, renormalised; native engine only)",
+    )
+    p.add_argument(
         "--quantization",
         choices=INT_TYPES,
         help="with --engine ctranslate2: compute in this integer type (int8 on CPU)",
@@ -122,6 +136,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise NMTError("--quantization needs --engine ctranslate2")
     if args.quantization is not None and args.precision != "auto":
         raise NMTError("give --quantization or --precision, not both")
+    args.temperature = parse_temperature(args.temperature)
+    if args.temperature is not None and args.rectify_smoothing:
+        raise NMTError("give --temperature or --rectify-smoothing, not both")
+    if args.engine == "ctranslate2" and (args.temperature is not None or args.rectify_smoothing):
+        flag = "--temperature" if args.temperature is not None else "--rectify-smoothing"
+        raise NMTError(f"{flag} works with --engine native only: CTranslate2 cannot change the "
+                       "scores its beam search ranks by")  # fmt: skip
     check_output(args)
 
 
@@ -169,11 +190,12 @@ def check_min_len(min_len: int, sources: list[list[int]], search, max_positions:
 
 
 def load_engine(args: argparse.Namespace, device):
-    """(model or translator, tokenizer, config) of --checkpoint for the engine asked."""
+    """(model or translator, tokenizer, config, scorer) of --checkpoint for the engine asked;
+    scorer (nmt.decode.adjust) is what --temperature or --rectify-smoothing ask for."""
     if args.engine == "ctranslate2":
         folder, tok, cfg = load_export(args.checkpoint)
         compute = args.quantization or COMPUTE_TYPES[args.precision]
-        return load_translator(folder, device, compute), tok, cfg
+        return load_translator(folder, device, compute), tok, cfg, None
     if is_export(args.checkpoint):
         raise NMTError(
             f"--checkpoint {args.checkpoint} is a CTranslate2 export; "
@@ -182,8 +204,9 @@ def load_engine(args: argparse.Namespace, device):
     error = incomplete_export(args.checkpoint)
     if error is not None:
         raise error
-    model, tok, cfg, _ = load_for_inference(args.checkpoint, device)
-    return model, tok, cfg
+    model, tok, cfg, state = load_for_inference(args.checkpoint, device)
+    scorer = scorer_for(args.temperature, args.rectify_smoothing, args.checkpoint, state, cfg)
+    return model, tok, cfg, scorer
 
 
 def search_config(args: argparse.Namespace, decode):
@@ -201,7 +224,7 @@ def translate(args: argparse.Namespace) -> None:
     check_args(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    model, tok, cfg = load_engine(args, device)
+    model, tok, cfg, scorer = load_engine(args, device)
     lines = read_lines(args.input, "input")
     refs = read_lines(args.reference, "reference") if args.reference else None
     if refs is not None and len(refs) != len(lines):
@@ -219,7 +242,8 @@ def translate(args: argparse.Namespace) -> None:
                                   max_positions=cfg.model.max_positions, **options)  # fmt: skip
     else:
         found = decode_corpus(model, sources, search, device=device, progress=True,
-                              amp_dtype=AMP_DTYPES[precision], **options)  # fmt: skip
+                              amp_dtype=AMP_DTYPES[precision], scorer=scorer,
+                              **options)  # fmt: skip
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in lines]
     for i, hyps in zip(todo, found):
         results[i] = list(zip(tok.decode([h.tokens for h in hyps]), (h.score for h in hyps)))

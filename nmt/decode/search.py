@@ -32,6 +32,16 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def rank(hyps: list[Hypothesis], alpha: float) -> list[Hypothesis]:
+    """Finished hypotheses re-scored and ranked, best first, under length penalty alpha.
+
+    Beam search's live beams rank by logprob alone and its finished set does not depend on
+    alpha, so one search with nbest = beam gives every alpha's choice by this re-ranking.
+    """
+    scored = [h._replace(score=h.logprob / length_penalty(len(h.tokens) + 1, alpha)) for h in hyps]
+    return sorted(scored, key=lambda x: -x.score)
+
+
 class StepDecoder:
     """Next-token log-probabilities for every row's prefix.
 
@@ -40,8 +50,8 @@ class StepDecoder:
     implementation, and the benchmark's baseline).
     """
 
-    def __init__(self, model, src: torch.Tensor, use_cache: bool = True):
-        self.model = model
+    def __init__(self, model, src: torch.Tensor, use_cache: bool = True, scorer=None):
+        self.model, self.scorer = model, scorer  # scorer: logits -> log-probs (nmt.decode.adjust)
         self.memory, self.src_mask = model.encode(src)  # (A, S, D), (A, 1, 1, S)
         self.cache = model.start_decoding(self.memory, self.src_mask) if use_cache else None
 
@@ -54,6 +64,8 @@ class StepDecoder:
             memory = self.memory.repeat_interleave(n, dim=0)
             mask = self.src_mask.repeat_interleave(n, dim=0)
             logits = self.model.decode(prefix, memory, mask)[:, -1]
+        if self.scorer is not None:
+            return self.scorer(logits.float())
         return F.log_softmax(logits.float(), dim=-1)
 
     def reorder(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
@@ -109,13 +121,15 @@ def greedy_search(
     alpha: float = 0.0,
     use_cache: bool = True,
     min_len: int = 0,
+    scorer=None,
 ) -> list[Hypothesis]:
     """Argmax decoding of src (B, S); one hypothesis per sentence, in input order.
 
     Output length is at most max_len_a * source length + max_len_b tokens, EOS included, and
-    at least min_len tokens before EOS (unless the maximum comes first).
+    at least min_len tokens before EOS (unless the maximum comes first). scorer: what turns
+    logits into the log-probabilities searched (nmt.decode.adjust; None: log_softmax).
     """
-    dec = StepDecoder(model, src, use_cache)
+    dec = StepDecoder(model, src, use_cache, scorer)
     limits = _length_limits(src, max_len_a, max_len_b, max_positions)
     sent = torch.arange(src.size(0), device=src.device)  # sentence of each active row
     prefix = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
@@ -152,15 +166,16 @@ def beam_search(
     nbest: int = 1,
     use_cache: bool = True,
     min_len: int = 0,
+    scorer=None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search of src (B, S); each sentence's nbest hypotheses, best first.
 
     Each step scores every live beam's continuations, keeps the 2 * beam best per sentence,
     finishes those ending in EOS among the first beam of them, and carries the best beam that
     do not end on. A sentence ends when it has beam finished hypotheses (as in fairseq), which
-    are then ranked by logprob / length_penalty.
+    are then ranked by logprob / length_penalty. scorer: as in greedy_search.
     """
-    dec = StepDecoder(model, src, use_cache)
+    dec = StepDecoder(model, src, use_cache, scorer)
     limits = _length_limits(src, max_len_a, max_len_b, max_positions)
     device = src.device
     finished: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
@@ -210,6 +225,7 @@ def decode_corpus(
     min_len: int = 0,
     use_cache: bool = True,
     progress: bool = False,
+    scorer=None,
 ) -> list[list[Hypothesis]]:
     """Decode each source id list with cfg's search (greedy when cfg.beam == 1); nbest lists
     in input order.
@@ -217,7 +233,7 @@ def decode_corpus(
     Batches are length-sorted and hold at most cfg.max_tokens decoder positions (sentences x
     beam x longest output) and at most batch_size sentences; an output has at most
     cfg.max_len_a * source length + cfg.max_len_b tokens; beams rank by the GNMT length penalty
-    cfg.length_penalty.
+    cfg.length_penalty; scorer (nmt.decode.adjust) changes what is searched.
     """
     from tqdm import tqdm
 
@@ -236,9 +252,8 @@ def decode_corpus(
             src = pad([src_ids[i] for i in idx]).to(device)
             with autocast(device, amp_dtype):
                 if beam == 1:
-                    found = greedy_search(
-                        model, src, max_len_a, max_len_b, max_positions, alpha, use_cache, min_len
-                    )
+                    found = greedy_search(model, src, max_len_a, max_len_b, max_positions,
+                                          alpha, use_cache, min_len, scorer)  # fmt: skip
                     nbests = [[h] for h in found]
                 else:
                     nbests = beam_search(
@@ -252,6 +267,7 @@ def decode_corpus(
                         nbest,
                         use_cache,
                         min_len,
+                        scorer,
                     )
             for i, hyps in zip(idx, nbests):
                 out[i] = hyps

@@ -96,13 +96,17 @@ def _method_notes(runs: list[dict], rows: list[dict], split: str, meta: dict, ba
     )
 
 
-def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta: dict) -> list:
+def build_document(
+    runs: list[dict], rows: list[dict], figures: list[str], meta: dict, extra: dict | None = None
+) -> list:
     """The report as blocks: ('h', level, text), ('p', text), ('table', header, rows),
-    ('img', file, caption), ('code', text)."""
+    ('img', file, caption), ('code', text). extra: the inference-time analyses' blocks,
+    'answer' (after the opening answer) and 'sections' (after the published claims)."""
+    extra = extra or {}
     split = runs[0]["split"]
     doc: list = [("h", 1, "Label smoothing comparison")]
     baseline = meta.get("baseline", BASELINE)
-    doc += answer_blocks(rows, split, baseline)
+    doc += answer_blocks(rows, split, baseline) + extra.get("answer", [])
     doc.append(("p", _method_notes(runs, rows, split, meta, baseline)))
     if meta.get("mixed"):
         doc.append(("p", "Averaged although they differ in more than their seed "
@@ -115,6 +119,7 @@ def build_document(runs: list[dict], rows: list[dict], figures: list[str], meta:
         doc.append(("table", *metrics_table(rows, "valid", baseline)))
     doc += vaswani_comparison(rows, runs)
     doc += published_claims(rows, runs, split, baseline)
+    doc += extra.get("sections", [])
     doc.append(("h", 2, "Figures"))
     for name in figures:
         doc.append(("img", name, captions(rows)[name]))

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nmt.errors import ArgumentParser, NMTError
+from nmt.study.analyses.document import analysis_blocks
+from nmt.study.analyses.prose import answers
 from nmt.study.comparable import check_rows
 from nmt.study.document import build_document
 from nmt.study.report_plots import plot_all
@@ -81,7 +83,12 @@ def write_report(
 def _write(out_dir: Path, runs: list[dict], rows: list[dict], meta: dict, numbers: dict) -> None:
     """The figures, then report.md, report.html and report.json, each replaced atomically."""
     figures = plot_all(runs, rows, out_dir)
-    doc = build_document(runs, rows, figures, meta)
+    analyses = [run["analysis"] for run in runs if run.get("analysis")]
+    extra = {}
+    if analyses:  # python -m nmt.analyze's sections, and the sentences the answer gains
+        extra = {"answer": [("p", " ".join(answers(analyses)))],
+                 "sections": analysis_blocks(analyses, out_dir)}  # fmt: skip
+    doc = build_document(runs, rows, figures, meta, extra)
     for name, text in (
         ("report.md", render_markdown(doc)),
         ("report.html", render_html(doc, out_dir)),

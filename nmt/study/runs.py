@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nmt import results as results_file
 from nmt.errors import NMTError
+from nmt.study.analyses.tables import read_analysis
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[dict]:
@@ -55,6 +56,7 @@ def load_run(run_dir: str | Path) -> dict:
             "line by line, so no significance test can pair them; rewrite them with train.py"
         )
     run.update(name=run_dir.name, dir=str(run_dir), split=split, hyps=hyps, refs=refs)
+    run["analysis"] = read_analysis(run_dir)  # python -m nmt.analyze's, or None
     _read_beam(run, run_dir, path)
     return run
 

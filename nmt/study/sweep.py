@@ -83,6 +83,7 @@ ARTIFACTS = (
     "test.ref.txt",
     "valid.hyp.txt",
     "valid.ref.txt",
+    "analysis.json",  # python -m nmt.analyze's, where it has run
 )
 
 

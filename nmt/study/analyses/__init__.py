@@ -1,0 +1,1 @@
+"""Inference-time analyses of trained checkpoints (python -m nmt.analyze)."""
