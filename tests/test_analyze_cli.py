@@ -60,6 +60,23 @@ def test_a_second_run_keeps_what_is_done(analysed):
     assert (run_dir / "analysis.json").read_bytes() == before
 
 
+def test_an_analysis_of_another_checkpoint_is_refused_unless_redone(analysed, tmp_path):
+    run_dir, _ = analysed
+    copy = shutil.copytree(run_dir, tmp_path / "copy")
+    analysis = json.loads((copy / "analysis.json").read_text())
+    step = analysis["step"]
+    (copy / "analysis.json").write_text(json.dumps({**analysis, "step": step + 7}))
+    proc = module("nmt.analyze", str(copy), "--out", str(tmp_path / "out"), "--only", "beams")
+    assert proc.returncode == 2
+    assert f"analyses the checkpoint of update {step + 7}" in proc.stderr.strip().splitlines()[-1]
+    proc = module("nmt.analyze", str(copy), "--out", str(tmp_path / "out"), "--only", "beams",
+                  "--beams", "1", "--redo")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    redone = json.loads((copy / "analysis.json").read_text())
+    assert redone["step"] == step and "temperature" not in redone
+    assert redone["beams"]["rows"] == analysis["beams"]["rows"][:2]  # beam 1, both penalties
+
+
 def test_the_report_adds_the_sections_and_regenerates_byte_for_byte(analysed, tmp_path):
     run_dir, _ = analysed
     outputs = []

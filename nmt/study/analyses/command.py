@@ -97,12 +97,13 @@ def analyze(args, command: str) -> Path:
     if out.exists() and not out.is_dir():
         raise NMTError(f"--out {out} is a file; name a folder for analysis.md")
     device = resolve_device(args.device)
-    todo = [RunAnalysis(folder, device, args.max_tokens, pieces, beams) for folder in folders]
+    todo = [RunAnalysis(folder, device, args.max_tokens, pieces, beams, args.redo)
+            for folder in folders]  # fmt: skip
     if "representations" in parts:
         for run in todo:
             piece_ids(run.tok, pieces)  # every run's vocabulary, before any long work
     while todo:
-        todo.pop(0).run(parts, args.redo)  # each run's splits and passes freed after it
+        todo.pop(0).run(parts)  # each run's splits and passes freed after it
     return write_analysis(folders, out, command)
 
 

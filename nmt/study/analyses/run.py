@@ -44,14 +44,17 @@ def find_checkpoint(run_dir: Path) -> Path:
 class RunAnalysis:
     """The analyses of one run folder; parts() runs those asked and not yet in analysis.json."""
 
-    def __init__(self, run_dir: Path, device: torch.device, max_tokens: int, pieces, beams):
+    def __init__(self, run_dir: Path, device: torch.device, max_tokens: int, pieces, beams,
+                 redo: bool = False):  # fmt: skip
         self.run_dir, self.device, self.max_tokens = run_dir, device, max_tokens
-        self.pieces, self.beams = pieces, beams
+        self.pieces, self.beams, self.redo = pieces, beams, redo
         self.model, self.tok, self.cfg, state = load_for_inference(find_checkpoint(run_dir), device)
         self.state = {k: state[k] for k in ("step", "vocab_size", "criterion") if k in state}
         self.spec = Smoothing.of(self.cfg.train)
         self.path = run_dir / ANALYSIS
         self.out = self._read() or {}
+        if self.out.get("step") not in (None, self.state["step"]) and redo:
+            self.out = {}  # another checkpoint's parts: --redo starts afresh, none of them kept
         if self.out.get("step") not in (None, self.state["step"]):
             raise NMTError(
                 f"{self.path} analyses the checkpoint of update {self.out['step']}, but the "
@@ -98,10 +101,10 @@ class RunAnalysis:
         return forced_pass(self.model, self.splits["test"], self.device, self.max_tokens,
                            hidden=True)  # fmt: skip
 
-    def run(self, parts: tuple[str, ...], redo: bool) -> dict:
+    def run(self, parts: tuple[str, ...]) -> dict:
         """Each part asked (and, without redo, not yet done), saved as it finishes."""
         for part in parts:
-            if part in self.out and not redo:
+            if part in self.out and not self.redo:
                 log.info("%s: %s already in %s, kept", self.run_dir.name, part, ANALYSIS)
                 continue
             log.info("%s: %s", self.run_dir.name, part)
