@@ -20,6 +20,7 @@ from nmt.train.checkpoint import TrainState, load_train_state
 from nmt.train.hostmem import keep_freed_memory
 from nmt.train.logbook import setup_logging
 from nmt.train.precision import resolve_device
+from nmt.train.reference import teacher_tokenizer
 from nmt.train.rng import seed_everything
 from nmt.train.run import RunDir, prepare_run_dir, restore_overwritten
 from nmt.train.signals import Preempted
@@ -145,6 +146,9 @@ def load_run_data(cfg, state: TrainState | None = None):
     if state is not None:  # the run's own tokenizer, whatever the cache holds now
         saved_tok = Tokenizer.from_tensor(state.spm_model)
         return load_data(d, lambda texts: saved_tok)
+    teacher_tok = teacher_tokenizer(cfg.train, d.vocab_size)
+    if teacher_tok is not None:  # a student trains with its teacher's tokenizer
+        return load_data(d, lambda texts: teacher_tok)
     return load_data(
         d,
         lambda texts: train_or_load(

@@ -188,4 +188,28 @@ def resolve_objective(cfg: Config) -> Config:
                 "give a checkpoint file or a finished run's directory"
             )
         t = dataclasses.replace(t, graduated_reference_sha256=file_sha256(path))
+    if t.teacher is not None:
+        t = _resolve_teacher(t, cfg.data.vocab_size)
     return dataclasses.replace(cfg, train=t)
+
+
+def _resolve_teacher(t, vocab_size: int):
+    """--train.teacher's checkpoint found, and its SHA-256 and objective recorded."""
+    from nmt.train.checkpoint import load_checkpoint
+
+    path = checkpoint_file(t.teacher)
+    if not path.is_file():
+        raise NMTError(f"--train.teacher {t.teacher}: no checkpoint at {path}; give a "
+                       "checkpoint file or a finished run's directory")  # fmt: skip
+    state = load_checkpoint(path)
+    if "config" not in state or "spm_model" not in state:
+        raise NMTError(f"--train.teacher {path} lacks its config or tokenizer; it cannot teach")
+    if state.get("vocab_size") != vocab_size:
+        raise NMTError(
+            f"--vocab-size {vocab_size} differs from the teacher's {state.get('vocab_size')} "
+            "pieces: a student trains with its teacher's tokenizer; pass --vocab-size "
+            f"{state.get('vocab_size')} (or drop it)"
+        )
+    teacher = Config.from_dict(state["config"], source=f"config in {path}")
+    label = Smoothing.of(teacher.train).short
+    return dataclasses.replace(t, teacher_sha256=file_sha256(path), teacher_label=label)

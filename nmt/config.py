@@ -78,6 +78,12 @@ class TrainConfig:
     graduated_factors: tuple[float, float] = (0.0, 3.0)  # ... get these multiples of eps
     graduated_reference: str | None = None  # graduated: p from this frozen checkpoint instead
     graduated_reference_sha256: str | None = None  # resolved from graduated_reference, recorded
+    # token-level distillation: (1 - kd_alpha) * CE + kd_alpha * T^2 * KL from this checkpoint
+    teacher: str | None = None  # a finished run's checkpoint (or directory); its tokenizer too
+    teacher_sha256: str | None = None  # resolved from teacher, recorded
+    teacher_label: str | None = None  # the teacher's objective, resolved from it, recorded
+    kd_alpha: float = 0.5
+    kd_temperature: float = 1.0
     lr: float = 5e-3
     warmup_steps: int = 500
     betas: tuple[float, float] = (0.9, 0.98)

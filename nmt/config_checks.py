@@ -150,6 +150,18 @@ def _smoothing_checks(t):
     )
 
 
+def _distill_checks(t):
+    """(ok, key, message) for token-level distillation's keys."""
+    yield 0.0 <= t.kd_alpha <= 1.0, "train.kd_alpha", f"must be in [0, 1], got {t.kd_alpha:g}"
+    yield t.kd_temperature > 0, "train.kd_temperature", f"must be > 0, got {t.kd_temperature:g}"
+    for key, default in (("kd_alpha", 0.5), ("kd_temperature", 1.0)):
+        yield (
+            bool(t.teacher) or getattr(t, key) == default,
+            f"train.{key}",
+            "is read with --train.teacher only; name the teacher checkpoint or drop it",
+        )
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges and combinations that types alone cannot; raise NMTError naming the key."""
     flat = flatten(cfg.to_dict(), "config")
@@ -159,7 +171,8 @@ def validate(cfg: Config) -> Config:
     for key, value in _float_fields(cfg):
         if not math.isfinite(value):
             raise NMTError(f"'{key}' must be a finite number, got {value}")
-    checks = (_checks(cfg), _decode_checks(cfg.decode), _smoothing_checks(cfg.train))
+    checks = (_checks(cfg), _decode_checks(cfg.decode), _smoothing_checks(cfg.train),
+              _distill_checks(cfg.train))  # fmt: skip
     for ok, key, message in itertools.chain(*checks):
         if not ok:
             raise NMTError(f"'{key}' {message}")

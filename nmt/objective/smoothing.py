@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 
 from nmt.errors import NMTError
+from nmt.objective.identity import KD_KEYS, exact, kd_label, kd_params, kd_suffix, plain
 
 # The coefficients of a target linear in the log-probabilities: q = gold * one_hot(y) + prior,
 # with prior a number (the same for all K entries) or a (K,) tensor; q must sum to 1.
@@ -210,7 +211,7 @@ class Smoothing:
     def of(cls, train) -> Smoothing:
         """The objective a TrainConfig (or anything with its smoothing keys) trains."""
         convention = get(train.smoothing_type)
-        params = {k: _plain(getattr(train, k)) for k in convention.config_keys}
+        params = {k: plain(getattr(train, k)) for k in convention.config_keys}
         params = {k: v for k, v in params.items() if v is not None}  # options not taken
         if getattr(train, "smoothing_ramp", 0):
             params.update(
@@ -218,6 +219,7 @@ class Smoothing:
                 ramp_start=float(train.smoothing_start),
                 ramp_shape=train.smoothing_ramp_shape,
             )
+        params.update(kd_params(train))  # a distilled run's teacher, alpha and T
         return cls(train.smoothing_type, float(train.smoothing), params)
 
     @classmethod
@@ -255,6 +257,8 @@ class Smoothing:
         with the constant eps of the same convention."""
         if self.plain:
             return "eps 0 (no smoothing)"
+        if self.eps == 0 and set(self.params) <= set(KD_KEYS):  # no smoothing, distilled
+            return "eps 0" + kd_label(self.params)
         convention = get(self.convention)
         amount = f"{self.eps:g}"
         if self.ramp:
@@ -262,11 +266,11 @@ class Smoothing:
             amount = f"{start:g}→{self.eps:g} over {self.ramp}"
             amount += " (cosine)" if self.params.get("ramp_shape") == "cosine" else ""
         text = convention.label(amount, self.params)
-        shown = set(convention.config_keys) | set(RAMP_KEYS)
+        shown = set(convention.config_keys) | set(RAMP_KEYS) | set(KD_KEYS)
         rest = {k: v for k, v in self.params.items() if k not in shown}
-        if not rest:
-            return text
-        return f"{text} [{', '.join(f'{k}={v}' for k, v in sorted(rest.items()))}]"
+        if rest:
+            text += f" [{', '.join(f'{k}={v}' for k, v in sorted(rest.items()))}]"
+        return text + kd_label(self.params)
 
     @property
     def short(self) -> str:
@@ -281,19 +285,8 @@ class Smoothing:
             start = float(self.params.get("ramp_start", 0.0))
             text += f"-ramp{self.ramp}" + (f"from{exact(start)}" if start else "")
             text += "cos" if self.params.get("ramp_shape") == "cosine" else ""
-        return text
+        return text + kd_suffix(self.params)
 
     def optimum_gap(self, vocab: int) -> float | None:
         """The optimum logit gap of the eps the run ends with."""
         return get(self.convention).optimum_gap(self.eps_at(self.ramp), vocab)
-
-
-def exact(value: float) -> str:
-    """The shortest text that reads back as exactly value (run names never merge two)."""
-    text = f"{value + 0.0:g}"
-    return text if float(text) == value else repr(value + 0.0)
-
-
-def _plain(value: Any) -> Any:
-    """A config value as results.json and labels keep it (tuples as lists)."""
-    return list(value) if isinstance(value, tuple) else value

@@ -23,6 +23,7 @@ from nmt.data.dataset import Split
 from nmt.data.tokenizer import PAD_ID, Tokenizer
 from nmt.errors import NMTError, does_not_fit
 from nmt.objective.criterion import Criterion
+from nmt.objective.distill import Distillation
 from nmt.objective.loss import build_criterion, smoothing_base
 from nmt.train import distributed
 from nmt.train.budget import Budget, budget_steps
@@ -35,7 +36,7 @@ from nmt.train.distributed import SINGLE, World
 from nmt.train.final import FinalScoring
 from nmt.train.logbook import Interval, Logbook, compiled_graphs
 from nmt.train.precision import resolve_device
-from nmt.train.reference import reference_model
+from nmt.train.reference import reference_model, teacher_model
 from nmt.train.resume import resume_changes
 from nmt.train.rng import rng_state, seed_everything, set_rng_state
 from nmt.train.signals import Interrupted, Preempted, catch_stop_signals, stop_at_once
@@ -80,6 +81,10 @@ class Trainer(Budget, Validation, FinalScoring):
             base = smoothing_base(cfg.train, tokenizer, splits.get("train"), state)
             reference = reference_model(cfg.train, tokenizer)
             criterion = build_criterion(cfg.train, len(tokenizer), PAD_ID, base, reference)
+            teacher = teacher_model(cfg.train, tokenizer)
+            if teacher is not None:  # token-level distillation around the smoothed CE
+                t = cfg.train
+                criterion = Distillation(criterion, teacher, t.kd_alpha, t.kd_temperature)
         self.update = UpdateStep.build(cfg.train, model, criterion, device, world)
         self.model, self.device = self.update.model, device
         self.progress = Progress()

@@ -29,6 +29,14 @@ PARTS = ("temperature", "beams", "rectified", "generated", "representations")
 TEMPERATURE_BEAMS = (5, 50)  # test BLEU with the fitted temperature
 
 
+def _capability(device: torch.device) -> str:
+    """The vector instructions ATen's CPU kernels use (set by ATEN_CPU_CAPABILITY; the
+    arithmetic, so the last digits, depend on it), or the GPU's name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def find_checkpoint(run_dir: Path) -> Path:
     """The run's best checkpoint, or one NMTError saying how to get one."""
     path = run_dir / "checkpoint_best.pt"
@@ -61,8 +69,8 @@ class RunAnalysis:
                 f"run's best is now update {self.state['step']}; move it away or give --redo"
             )
         self.out.update(run=run_dir.name, step=self.state["step"], label=self.spec.label,
-                        smoothing=self.spec.to_dict(), seed=self.cfg.train.seed,
-                        split="test")  # fmt: skip
+                        smoothing=self.spec.to_dict(), seed=self.cfg.train.seed, split="test",
+                        cpu_capability=_capability(device))  # fmt: skip
 
     def _read(self) -> dict | None:
         if not self.path.exists():
