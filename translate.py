@@ -18,8 +18,6 @@ from pathlib import Path
 import torch
 from sacrebleu.metrics import BLEU
 
-from nmt.data.dataset import truncate
-from nmt.data.tokenizer import EOS_ID
 from nmt.decode.adjust import parse_temperature, scorer_for
 from nmt.decode.ct2 import COMPUTE_TYPES, decode_corpus_ct2, load_translator
 from nmt.decode.ct2_spec import import_ctranslate2
@@ -32,7 +30,7 @@ from nmt.decode.export import (
     read_export,
 )
 from nmt.decode.search import decode_corpus, length_limits
-from nmt.decode.textio import check_output, read_lines, write_output
+from nmt.decode.textio import check_output, encode_sources, read_lines, write_output
 from nmt.errors import ArgumentParser, NMTError
 from nmt.study.metrics import score_lines
 from nmt.train.checkpoint import load_for_inference
@@ -144,19 +142,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise NMTError(f"{flag} works with --engine native only: CTranslate2 cannot change the "
                        "scores its beam search ranks by")  # fmt: skip
     check_output(args)
-
-
-def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
-    """Source ids with EOS, cut to the model's limit (one warning counts the lines cut)."""
-    ids = tok.encode(lines)
-    cut = sum(len(x) + 1 > limit for x in ids)
-    if cut:
-        log.warning(
-            "%d input line(s) were longer than the model's maximum of %d tokens and were truncated",
-            cut,
-            limit,
-        )
-    return [truncate(x + [EOS_ID], limit) for x in ids]
 
 
 def load_export(checkpoint: str):

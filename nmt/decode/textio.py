@@ -11,6 +11,8 @@ import stat
 import sys
 from pathlib import Path
 
+from nmt.data.dataset import truncate
+from nmt.data.tokenizer import EOS_ID
 from nmt.decode.export import is_export
 from nmt.errors import NMTError
 from nmt.files import atomic_write
@@ -112,3 +114,16 @@ def write_output(path: str | None, text: str) -> None:
         atomic_write(real, lambda handle: handle.write(text.encode("utf-8")), mode)
     except OSError as exc:
         raise NMTError(f"cannot write --output {path}: {exc.strerror}") from None
+
+
+def encode_sources(tok, lines: list[str], limit: int) -> list[list[int]]:
+    """Source ids with EOS, cut to the model's limit (one warning counts the lines cut)."""
+    ids = tok.encode(lines)
+    cut = sum(len(x) + 1 > limit for x in ids)
+    if cut:
+        log.warning(
+            "%d input line(s) were longer than the model's maximum of %d tokens and were truncated",
+            cut,
+            limit,
+        )
+    return [truncate(x + [EOS_ID], limit) for x in ids]
