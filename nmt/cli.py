@@ -190,7 +190,27 @@ def resolve_objective(cfg: Config) -> Config:
         t = dataclasses.replace(t, graduated_reference_sha256=file_sha256(path))
     if t.teacher is not None:
         t = _resolve_teacher(t, cfg.data.vocab_size)
-    return dataclasses.replace(cfg, train=t)
+    return dataclasses.replace(cfg, train=_distilled_data(t, cfg.data))
+
+
+def _distilled_data(t, data):
+    """The teacher of a dataset folder python -m nmt.distill wrote, recorded in the config."""
+    from pathlib import Path
+
+    import yaml
+
+    from nmt.decode.distill import MANIFEST
+
+    path = Path(data.dataset or "") / MANIFEST
+    if not data.dataset or not path.is_file():
+        return dataclasses.replace(t, data_teacher_sha256=None, data_teacher_label=None)
+    try:
+        manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+        sha, label = manifest["teacher_sha256"], manifest["teacher_label"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as exc:
+        raise NMTError(f"{path} is not a readable distillation record ({exc}); rewrite the "
+                       "folder with python -m nmt.distill") from None  # fmt: skip
+    return dataclasses.replace(t, data_teacher_sha256=str(sha), data_teacher_label=str(label))
 
 
 def _resolve_teacher(t, vocab_size: int):

@@ -84,6 +84,10 @@ class TrainConfig:
     teacher_label: str | None = None  # the teacher's objective, resolved from it, recorded
     kd_alpha: float = 0.5
     kd_temperature: float = 1.0
+    # sequence-level distillation: the teacher that translated the training data, read from
+    # the dataset folder's distillation.yaml (python -m nmt.distill), recorded
+    data_teacher_sha256: str | None = None
+    data_teacher_label: str | None = None
     lr: float = 5e-3
     warmup_steps: int = 500
     betas: tuple[float, float] = (0.9, 0.98)

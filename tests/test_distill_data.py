@@ -50,6 +50,9 @@ def test_train_py_reads_the_folder(distilled, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "student" / "results.json").read_text())
     assert results["data_files"]["train"] == [str(base / "kd" / "train.jsonl")]
+    digest = hashlib.sha256((base / "teacher" / "checkpoint_best.pt").read_bytes()).hexdigest()
+    assert results["label"] == f"eps 0.1 + seq-KD from eps 0.1 (teacher {digest[:8]})"
+    assert results["objective"]["data_teacher_sha256"] == digest
 
 
 @pytest.mark.parametrize(
