@@ -112,3 +112,29 @@ def test_bad_mixing_values_are_refused(alpha, temperature):
     base = TranslationLoss(V, PAD_ID, smoothing=0.1, reduction="sum")
     with pytest.raises(ValueError):
         Distillation(base, Transformer(CFG, V), alpha, temperature)
+
+
+def test_a_distilled_objective_names_its_teacher_in_label_and_run_name():
+    from dataclasses import replace
+
+    from nmt.config import TrainConfig
+    from nmt.objective.smoothing import Smoothing
+
+    sha, other = "ab" * 32, "cd" * 32
+    token = replace(TrainConfig(smoothing=0.1), teacher="t", teacher_sha256=sha,
+                    teacher_label="eps 0", kd_alpha=0.5, kd_temperature=4.0)  # fmt: skip
+    spec = Smoothing.of(token)
+    assert spec.label == "eps 0.1 + KD from eps 0 (alpha 0.5, T 4, teacher abababab)"
+    assert spec.run_suffix() == "-kd0.5-T4-tabababab"
+    seq = replace(TrainConfig(smoothing=0.0), data_teacher_sha256=other,
+                  data_teacher_label="eps 0.1")  # fmt: skip
+    assert Smoothing.of(seq).label == "eps 0 + seq-KD from eps 0.1 (teacher cdcdcdcd)"
+    assert Smoothing.of(seq).run_suffix() == "-seqkd-tcdcdcdcd"
+    both = replace(token, data_teacher_sha256=other, data_teacher_label="eps 0.1")
+    assert Smoothing.of(both).label.endswith(
+        "+ seq-KD from eps 0.1 (teacher cdcdcdcd)"
+        " + KD from eps 0 (alpha 0.5, T 4, teacher abababab)"
+    )
+    plain = Smoothing.of(TrainConfig(smoothing=0.1))
+    assert plain.label == "eps 0.1" and plain.run_suffix() == ""
+    assert Smoothing.from_dict(spec.to_dict()).label == spec.label  # results.json round trip
