@@ -48,7 +48,7 @@ def test_every_part_is_written_and_agrees_with_training(analysed):
     assert analysis["rectified"]["gold"] == pytest.approx(0.9)
     assert analysis["representations"]["pieces"] == ["▁Mann", "▁Frau", "▁Hund"]
     assert 0.0 <= analysis["generated"]["generated"]["accuracy"] <= 1.0
-    assert "## Temperature scaling" in (base / "out" / "analysis.md").read_text()
+    assert "### Temperature scaling" in (base / "out" / "analysis.md").read_text()
 
 
 def test_a_second_run_keeps_what_is_done(analysed):
@@ -86,7 +86,7 @@ def test_the_report_adds_the_sections_and_regenerates_byte_for_byte(analysed, tm
         outputs.append({p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()})
     assert outputs[0] == outputs[1]
     text = outputs[0]["report.md"].decode()
-    for heading in ("## At inference", "## Temperature scaling", "## Representations"):
+    for heading in ("## At inference", "### Temperature scaling", "### Representations"):
         assert heading in text
     assert "Smoothing against a temperature fitted on validation" in text
     assert "analysis_beams.png" in outputs[0]

@@ -34,7 +34,7 @@ def _temperature(grouped) -> list:
             fmt(stat(ms, curve_value("beams", 50, 1.0, "bleu"))),
             fmt(stat(ms, curve_value("temperature", 50, 1.0, "bleu"))),
         ])  # fmt: skip
-    return [("h", 2, "Temperature scaling"), ("table", header, body)]
+    return [("h", 3, "Temperature scaling"), ("table", header, body)]
 
 
 def _beams(grouped) -> list:
@@ -55,7 +55,7 @@ def _beams(grouped) -> list:
             ):  # fmt: skip
                 cells.append(fmt(stat(ms, curve_value(part, beam, alpha, key)), spec))
             body.append(cells)
-    return [("h", 2, "Beam size, length and rectification"), ("table", header, body)]
+    return [("h", 3, "Beam size, length and rectification"), ("table", header, body)]
 
 
 def _generated(grouped) -> list:
@@ -84,7 +84,7 @@ def _generated(grouped) -> list:
             fmt(stat(ms, over), "{:.4f}", signed=True),
             fmt(stat(ms, "generated", "generated_fitted", "ece"), "{:.4f}"),
         ])  # fmt: skip
-    return [("h", 2, "Calibration of generated tokens"), ("table", header, body)]
+    return [("h", 3, "Calibration of generated tokens"), ("table", header, body)]
 
 
 def _representations(grouped) -> list:
@@ -96,7 +96,7 @@ def _representations(grouped) -> list:
                      fmt(stat(ms, "representations", "tightness"), "{:.3f}"),
                      fmt(stat(ms, "representations", "tightness_plane"), "{:.3f}"),
                      "/".join(map(str, counts)) if counts else "–"])  # fmt: skip
-    return [("h", 2, "Representations"), ("table", header, body)]
+    return [("h", 3, "Representations"), ("table", header, body)]
 
 
 def method_notes(analyses: list[dict]) -> str:
