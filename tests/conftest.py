@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import random
 import subprocess
@@ -196,3 +197,19 @@ def modules_loaded(module_name: str, prefixes: tuple[str, ...]) -> list[str]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT)  # fmt: skip
     return ast.literal_eval(out.stdout)  # a printed list of strings
+
+
+@pytest.fixture
+def restore_root_logging():
+    """train.main sets up the root logger (INFO, its handlers): leave it as it was found."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

@@ -65,15 +65,18 @@ def test_train_py_reads_the_folder(distilled, tmp_path):
         (["--teacher", "NOWHERE"], "does not exist"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(distilled, tmp_path, flags, needle):
+@pytest.mark.usefixtures("restore_root_logging")
+def test_bad_input_is_one_line_and_writes_nothing(distilled, tmp_path, capsys, flags, needle):
+    from nmt.decode.distill import main
+
     base, _ = distilled
     names = {"EXISTING": str(base / "kd"), "NOPARENT": str(tmp_path / "a" / "b"),
              "NOWHERE": str(tmp_path / "nowhere")}  # fmt: skip
     given = {"--teacher": str(base / "teacher"), "--out": str(tmp_path / "out")}
     given.update(zip(flags[::2], (names.get(x, x) for x in flags[1::2])))
     before = sorted(p.name for p in (base / "kd").iterdir())
-    proc = module("nmt.distill", *[x for pair in given.items() for x in pair])
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and lines[-1].startswith("error: ") and needle in lines[-1]
+    assert main([x for pair in given.items() for x in pair]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and needle in lines[-1]
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in (base / "kd").iterdir()) == before

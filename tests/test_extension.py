@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
 import pytest
 import torch
@@ -40,20 +39,7 @@ class OneToken(Convention):
         return 1.0 - eps, prior
 
 
-@pytest.fixture(autouse=True)
-def _logging_as_it_was():
-    """train.main sets up the root logger (INFO, its handlers): leave it as it was found."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture

@@ -34,16 +34,7 @@ def prior_file(tmp_path_factory):
     return path
 
 
-@pytest.fixture(autouse=True)
-def _logging_as_it_was():
-    """train.main sets up the root logger: leave it as it was found."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 def _train(cipher, run_dir, *flags: str, steps: int = 6) -> dict:
