@@ -91,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         "in CTranslate2 (pip install -e '.[ct2]'), from an export made by python -m nmt.export "
         "or, given a checkpoint, one made and cached on first use (default native)",
     )
+    add_scoring_flags(p)
+    p.add_argument(
+        "--quantization",
+        choices=INT_TYPES,
+        help="with --engine ctranslate2: compute in this integer type (int8 on CPU)",
+    )
+    return p
+
+
+def add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    """--temperature and --rectify-smoothing: what search scores (nmt.decode.adjust)."""
     p.add_argument(
         "--temperature",
         metavar="T",
@@ -104,12 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="undo the checkpoint's label smoothing before search (Liang et al., 2022: "
         "p = max(q - prior, 0) / gold, renormalised; native engine only)",
     )
-    p.add_argument(
-        "--quantization",
-        choices=INT_TYPES,
-        help="with --engine ctranslate2: compute in this integer type (int8 on CPU)",
-    )
-    return p
 
 
 def check_args(args: argparse.Namespace) -> None:

@@ -233,8 +233,7 @@ def decode_corpus(
     Batches are length-sorted and hold at most cfg.max_tokens decoder positions (sentences x
     beam x longest output) and at most batch_size sentences; an output has at most
     cfg.max_len_a * source length + cfg.max_len_b tokens; beams rank by the GNMT length penalty
-    cfg.length_penalty; scorer (nmt.decode.adjust) changes what is searched.
-    """
+    cfg.length_penalty; scorer (nmt.decode.adjust) changes what is searched."""
     from tqdm import tqdm
 
     beam, alpha, max_len_a, max_len_b = cfg.beam, cfg.length_penalty, cfg.max_len_a, cfg.max_len_b
