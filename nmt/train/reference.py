@@ -13,46 +13,41 @@ from nmt.train.checkpoint import checkpoint_file, load_for_inference
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
 
-def _frozen(path):
-    """(model, tokenizer) of a checkpoint, built without drawing from the global RNG (so a run
-    with a frozen model draws the same dropout masks as one without)."""
+def _frozen(key: str, given: str, tok, remedy: str) -> torch.nn.Module:
+    """The frozen model of the checkpoint --train.<key> names (given), built without drawing
+    from the global RNG (a run with a frozen model draws the same dropout masks as one
+    without), in eval mode, checked to share the run's tokenizer (remedy: what to do if not)."""
+    path = checkpoint_file(given)
     with torch.random.fork_rng(devices=[]):
-        model, tok, _, _ = load_for_inference(path)
-    return model, tok
+        model, other, _, _ = load_for_inference(path)
+    if other.proto != tok.proto:
+        raise NMTError(
+            f"--train.{key} {path} was trained with another tokenizer than this run's; {remedy}"
+        )
+    return model.requires_grad_(False)
 
 
 def reference_model(train, tok) -> torch.nn.Module | None:
-    """The checkpoint --train.graduated_reference names, in eval mode and frozen, checked to
-    share the run's tokenizer (its probabilities must be over the same pieces); None when the
-    run names none."""
+    """Graduated smoothing's reference (--train.graduated_reference), frozen; its probabilities
+    must be over the run's pieces. None when the run names none."""
     if not getattr(train, "graduated_reference", None):
         return None
-    path = checkpoint_file(train.graduated_reference)
-    model, ref_tok = _frozen(path)
-    if ref_tok.proto != tok.proto:
-        raise NMTError(
-            f"--train.graduated_reference {path} was trained with another tokenizer than this "
-            "run's; train the run on the reference's data and vocabulary (or pick a reference "
-            "trained on this run's)"
-        )
-    log.info("graduated smoothing: p of the gold token from the frozen reference %s", path)
-    return model.requires_grad_(False)
+    model = _frozen("graduated_reference", train.graduated_reference, tok,
+                    "train the run on the reference's data and vocabulary (or pick a reference "
+                    "trained on this run's)")  # fmt: skip
+    log.info("graduated smoothing: p of the gold token from the frozen reference %s",
+             checkpoint_file(train.graduated_reference))  # fmt: skip
+    return model
 
 
 def teacher_model(train, tok) -> torch.nn.Module | None:
-    """The checkpoint --train.teacher names, frozen in eval mode and checked to share the
-    run's tokenizer; None when the run has no teacher."""
+    """The distillation teacher (--train.teacher), frozen; None when the run has none."""
     if not getattr(train, "teacher", None):
         return None
-    path = checkpoint_file(train.teacher)
-    model, teacher_tok = _frozen(path)
-    if teacher_tok.proto != tok.proto:
-        raise NMTError(
-            f"--train.teacher {path} was trained with another tokenizer than this run's; a "
-            "student trains with its teacher's tokenizer (resume the run with its own teacher)"
-        )
-    log.info("distillation: teacher %s (%s)", path, train.teacher_label)
-    return model.requires_grad_(False)
+    model = _frozen("teacher", train.teacher, tok, "a student trains with its teacher's "
+                    "tokenizer (resume the run with its own teacher)")  # fmt: skip
+    log.info("distillation: teacher %s (%s)", checkpoint_file(train.teacher), train.teacher_label)
+    return model
 
 
 def teacher_tokenizer(train, vocab_size: int):
