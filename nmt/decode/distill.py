@@ -17,15 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from nmt.errors import ArgumentParser, NMTError
+from nmt.errors import ArgumentParser, NMTError, run_module
 
 log = logging.getLogger("nmt.distill")
 MANIFEST = "distillation.yaml"  # not a data suffix: the folder's loader never reads it
@@ -152,13 +150,8 @@ def distil(args, command: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(message)s")
-    command = shlex.join(["python", "-m", "nmt.distill", *(argv or sys.argv[1:])])
-    try:
+    def work(args, command: str) -> str:
         out = distil(args, command)
-    except NMTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}: train with python train.py --dataset {out}")
-    return 0
+        return f"wrote {out}: train with python train.py --dataset {out}"
+
+    return run_module("nmt.distill", build_parser(), work, argv)

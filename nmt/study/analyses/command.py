@@ -21,11 +21,9 @@ stopped) unless --redo.
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 from pathlib import Path
 
-from nmt.errors import ArgumentParser, NMTError
+from nmt.errors import ArgumentParser, NMTError, run_module
 from nmt.study.analyses.beams import BEAMS
 from nmt.study.analyses.representations import DEFAULT_PIECES, piece_ids
 from nmt.study.analyses.run import PARTS, RunAnalysis, find_checkpoint
@@ -108,13 +106,4 @@ def analyze(args, command: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(message)s")
-    command = shlex.join(["python", "-m", "nmt.analyze", *(argv or sys.argv[1:])])
-    try:
-        path = analyze(args, command)
-    except NMTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return run_module("nmt.analyze", build_parser(), lambda a, c: f"wrote {analyze(a, c)}", argv)
