@@ -201,10 +201,13 @@ def modules_loaded(module_name: str, prefixes: tuple[str, ...]) -> list[str]:
 
 @pytest.fixture
 def restore_root_logging():
-    """train.main sets up the root logger (INFO, its handlers): leave it as it was found."""
+    """train.main sets up the root logger (INFO, its handlers) and translate.main renames the
+    WARNING level: leave both as they were found."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    warning = logging.getLevelName(logging.WARNING)
     yield
+    logging.addLevelName(logging.WARNING, warning)
     for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)
