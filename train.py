@@ -146,7 +146,7 @@ def load_run_data(cfg, state: TrainState | None = None):
     if state is not None:  # the run's own tokenizer, whatever the cache holds now
         saved_tok = Tokenizer.from_tensor(state.spm_model)
         return load_data(d, lambda texts: saved_tok)
-    teacher_tok = teacher_tokenizer(cfg.train, d.vocab_size)
+    teacher_tok = teacher_tokenizer(cfg.train)
     if teacher_tok is not None:  # a student trains with its teacher's tokenizer
         return load_data(d, lambda texts: teacher_tok)
     return load_data(

@@ -50,19 +50,12 @@ def teacher_model(train, tok) -> torch.nn.Module | None:
     return model
 
 
-def teacher_tokenizer(train, vocab_size: int):
+def teacher_tokenizer(train):
     """The tokenizer a student trains with: its teacher's, from the checkpoint (None without a
-    teacher); a --vocab-size that differs from the teacher's is one NMTError."""
+    teacher; the command line has checked that --vocab-size is the teacher's)."""
     if not getattr(train, "teacher", None):
         return None
     from nmt.data.tokenizer import Tokenizer
     from nmt.train.checkpoint import load_checkpoint
 
-    path = checkpoint_file(train.teacher)
-    tok = Tokenizer.from_tensor(load_checkpoint(path)["spm_model"])
-    if len(tok) != vocab_size:
-        raise NMTError(
-            f"--vocab-size {vocab_size} differs from the teacher's {len(tok)} pieces: a student "
-            f"trains with its teacher's tokenizer; pass --vocab-size {len(tok)} (or drop it)"
-        )
-    return tok
+    return Tokenizer.from_tensor(load_checkpoint(checkpoint_file(train.teacher))["spm_model"])

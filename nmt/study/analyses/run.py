@@ -20,6 +20,7 @@ from nmt.study.analyses import beams as beam_curves
 from nmt.study.analyses.forced import forced_pass, output_weight
 from nmt.study.analyses.generated import ALIGNMENT, generated_calibration
 from nmt.study.analyses.representations import piece_ids, representation_section
+from nmt.study.analyses.tables import read_analysis
 from nmt.study.analyses.temperature import temperature_section
 from nmt.train.checkpoint import checkpoint_file, load_for_inference
 
@@ -60,7 +61,7 @@ class RunAnalysis:
         self.state = {k: state[k] for k in ("step", "vocab_size", "criterion") if k in state}
         self.spec = Smoothing.of(self.cfg.train)
         self.path = run_dir / ANALYSIS
-        self.out = self._read() or {}
+        self.out = read_analysis(run_dir) or {}
         if self.out.get("step") not in (None, self.state["step"]) and redo:
             self.out = {}  # another checkpoint's parts: --redo starts afresh, none of them kept
         if self.out.get("step") not in (None, self.state["step"]):
@@ -71,14 +72,6 @@ class RunAnalysis:
         self.out.update(run=run_dir.name, step=self.state["step"], label=self.spec.label,
                         smoothing=self.spec.to_dict(), seed=self.cfg.train.seed, split="test",
                         cpu_capability=_capability(device))  # fmt: skip
-
-    def _read(self) -> dict | None:
-        if not self.path.exists():
-            return None
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise NMTError(f"cannot read {self.path} ({exc}); move it away") from None
 
     def save(self) -> None:
         """analysis.json, replaced whole (never half-written)."""
