@@ -1,7 +1,7 @@
 """Training throughput against peers on identical Multi30k batches, interleaved in one run.
 
     python bench/train_speed.py [--config configs/multi30k_base.yaml] [--steps 4]
-                                [--dataset ../shared/data/multi30k] [--device cpu|cuda]
+                                [--dataset data/multi30k] [--device cpu|cuda]
                                 [--precision fp32|bf16] [--max-tokens N] [--no-memory]
 
 Systems, all with the config's model sizes, shared embeddings and a tied output projection,
