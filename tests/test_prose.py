@@ -28,7 +28,6 @@ def study(tmp_path):
 
 
 def test_the_report_opens_with_the_question_and_its_answer(study, tmp_path):
-    # Long by design: one sentence of the answer after another, each against its numbers.
     import sacrebleu
 
     out = tmp_path / "report"
@@ -81,7 +80,12 @@ def test_the_report_opens_with_the_question_and_its_answer(study, tmp_path):
         "+0.400 (over-confident); eps 0.1: ECE 0.0000, confidence − accuracy +0.000 "
         "(calibrated); eps 0.2: ECE 0.2000, confidence − accuracy -0.200 (under-confident)."
     ) in answer
-    # Vaswani et al.'s Table 3 beside our validation rows.
+
+
+def test_the_report_sets_vaswani_table_3_beside_our_validation_rows(study, tmp_path):
+    write_report(study, tmp_path / "report", bootstrap_samples=50)
+    md = (tmp_path / "report" / "report.md").read_text()
+    ppl = [2.718281828459045**x for x in (1.50, 1.55, 1.70)]
     assert "## Against Vaswani et al. (2017), Table 3" in md
     assert f"| 0.1 | 4.92 | 25.8 | {ppl[1]:.2f} ± 0.00 |" in md
     assert (
