@@ -4,6 +4,7 @@ teacher, each a finished run's checkpoint loaded once, in eval mode, with the ru
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -13,10 +14,11 @@ from nmt.train.checkpoint import checkpoint_file, load_for_inference
 log = logging.getLogger("nmt.trainer")  # the name train.log's lines have always carried
 
 
-def _frozen(key: str, given: str, tok, remedy: str) -> torch.nn.Module:
+def _frozen(key: str, given: str, tok, remedy: str) -> tuple[torch.nn.Module, Path]:
     """The frozen model of the checkpoint --train.<key> names (given), built without drawing
     from the global RNG (a run with a frozen model draws the same dropout masks as one
-    without), in eval mode, checked to share the run's tokenizer (remedy: what to do if not)."""
+    without), in eval mode, checked to share the run's tokenizer (remedy: what to do if not);
+    with its checkpoint's path."""
     path = checkpoint_file(given)
     with torch.random.fork_rng(devices=[]):
         model, other, _, _ = load_for_inference(path)
@@ -24,7 +26,7 @@ def _frozen(key: str, given: str, tok, remedy: str) -> torch.nn.Module:
         raise NMTError(
             f"--train.{key} {path} was trained with another tokenizer than this run's; {remedy}"
         )
-    return model.requires_grad_(False)
+    return model.requires_grad_(False), path
 
 
 def reference_model(train, tok) -> torch.nn.Module | None:
@@ -32,11 +34,10 @@ def reference_model(train, tok) -> torch.nn.Module | None:
     must be over the run's pieces. None when the run names none."""
     if not getattr(train, "graduated_reference", None):
         return None
-    model = _frozen("graduated_reference", train.graduated_reference, tok,
+    model, path = _frozen("graduated_reference", train.graduated_reference, tok,
                     "train the run on the reference's data and vocabulary (or pick a reference "
                     "trained on this run's)")  # fmt: skip
-    log.info("graduated smoothing: p of the gold token from the frozen reference %s",
-             checkpoint_file(train.graduated_reference))  # fmt: skip
+    log.info("graduated smoothing: p of the gold token from the frozen reference %s", path)
     return model
 
 
@@ -44,9 +45,9 @@ def teacher_model(train, tok) -> torch.nn.Module | None:
     """The distillation teacher (--train.teacher), frozen; None when the run has none."""
     if not getattr(train, "teacher", None):
         return None
-    model = _frozen("teacher", train.teacher, tok, "a student trains with its teacher's "
+    model, path = _frozen("teacher", train.teacher, tok, "a student trains with its teacher's "
                     "tokenizer (resume the run with its own teacher)")  # fmt: skip
-    log.info("distillation: teacher %s (%s)", checkpoint_file(train.teacher), train.teacher_label)
+    log.info("distillation: teacher %s (%s)", path, train.teacher_label)
     return model
 
 
