@@ -39,7 +39,14 @@ def _find_multi30k() -> Path:
 
 MULTI30K = _find_multi30k()
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# At most 2 threads a test. Under pytest-xdist (`-n auto`) each worker, and every process it
+# starts, gets its share of the cores: on a 2-core machine two workers of two threads each
+# would spin against each other.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, torch.get_num_threads() // _WORKERS))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture(autouse=True)

@@ -93,3 +93,11 @@ def test_no_user_facing_text_points_outside_the_repository():
         if "../shared" in line or "/work/shared" in line
     ]
     assert not found, "user-facing text names the developers' folder: " + ", ".join(found)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """The README's one command that runs the tests is the one .ci/run ends with."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^    (python -m pytest[^\n]*)$", readme, flags=re.M)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert len(commands) == 1 and ci[-1] == commands[0] == "python -m pytest -q -n auto"
