@@ -79,10 +79,12 @@ def test_the_mixed_loss_is_ce_plus_t_squared_kl_over_non_pad_tokens(alpha, tempe
     with torch.no_grad():
         t_logits = teacher.eval()(batch.src, batch.tgt_in).reshape(-1, V)
     s_logits = logits.reshape(-1, V)
-    ce = F.cross_entropy(s_logits[keep], labels[keep], label_smoothing=0.1, reduction="sum")
-    kd = temperature**2 * dense_kl(s_logits[keep], t_logits[keep], temperature).sum()
+    ce = F.cross_entropy(
+        s_logits[keep], labels[keep], label_smoothing=0.1, reduction="sum"
+    ).detach()
+    kd = temperature**2 * dense_kl(s_logits[keep], t_logits[keep], temperature).sum().detach()
     # The smoothed CE is computed in float32 (its fused kernel), the KL in float64 here.
-    mixed = float(((1 - alpha) * ce + alpha * kd).detach())
+    mixed = float((1 - alpha) * ce + alpha * kd)
     assert float(out["loss"].detach()) == pytest.approx(mixed, rel=1e-6)
     assert float(out["kd_loss"]) == pytest.approx(float(kd), abs=1e-9)
     assert float(out["ce_loss"]) == pytest.approx(float(ce), rel=1e-6)
