@@ -34,11 +34,17 @@ def test_each_claim_gets_our_number_and_a_verdict():
     assert texts[0].startswith("eps 0.1 (masked): Chen et al. (ACL 2022) report that")
     assert "test BLEU (beam) +0.60 against eps 0.1 (per seed +0.50, +0.60, +0.70; p < 0.05 " \
            "in 3 of 3), ECE 0.0300 against 0.0210" in texts[0]  # fmt: skip
-    assert texts[0].endswith("So we find a gain too (+0.60 against their +0.56); calibration "
-                             "(ECE) is not better here.")  # fmt: skip
+    assert texts[0].endswith("So we find a gain too (+0.60 against their +0.56); teacher-forced "
+                             "calibration (ECE) is worse here.")  # fmt: skip
     assert texts[1].endswith("So we find no difference the paired bootstrap supports in most "
-                             "seeds; calibration (ECE) is better here.")  # fmt: skip
+                             "seeds; teacher-forced calibration (ECE) is better here.")  # fmt: skip
     assert "no published number" in texts[2] and "we find a loss instead" in texts[2]
+    # ECE 0.020 against 0.021: level when the seeds spread more than the difference.
+    assert texts[2].endswith("teacher-forced calibration (ECE) is better here.")
+    rows[3]["test"]["ece"]["std"] = 0.0015
+    texts = [b[1] for b in published_claims(rows, runs, "test", "eps 0.1")[1:]]
+    assert texts[2].endswith("teacher-forced calibration (ECE) is level, the difference "
+                             "(-0.0010) within the seeds' spread (0.0015).")  # fmt: skip
     assert published_claims(rows, runs, "test", "eps 0 (no smoothing)") == []
 
 
