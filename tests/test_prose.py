@@ -144,3 +144,24 @@ def test_runs_with_different_final_beams_are_refused(study, tmp_path):
         line
         == f"error: {study[3]} lacks test.beam5.hyp.txt, the beam search's output; rerun that run"
     )
+
+
+def test_a_calibration_win_within_the_seeds_spread_is_called_level():
+    from nmt.study.prose import calibration_answer
+
+    def row(label, ece, std):
+        stat = {"ece": {"mean": ece, "std": std}, "confidence": {"mean": 0.65},
+                "accuracy": {"mean": 0.66}}  # fmt: skip
+        return {"label": label, "smoothing": 0.1, "smoothing_type": "uniform", "seeds": [1, 2, 3],
+                "test": stat}  # fmt: skip
+
+    # 0.0190 against 0.0213 and 0.0204: within sd 0.0029; 0.0657 is not.
+    rows = [row("eps 0.1", 0.0213, 0.0009), row("masked", 0.0204, 0.0009),
+            row("ramp", 0.0190, 0.0029), row("graduated", 0.0657, 0.0025)]  # fmt: skip
+    text = calibration_answer(rows, "test", every_row=True)
+    assert text.startswith("Calibration on test is best at ramp, level within the seeds' "
+                           "spread with eps 0.1, masked. ")  # fmt: skip
+    rows[2]["test"]["ece"]["std"] = 0.0005  # now 0.0014 and 0.0023 are beyond every sd
+    assert calibration_answer(rows, "test", every_row=True).startswith(
+        "Calibration on test is best at ramp. "
+    )

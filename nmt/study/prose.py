@@ -130,8 +130,17 @@ def calibration_answer(rows: list[dict], split: str, every_row: bool = False) ->
         )
         parts.append(f"{_short(r)}: ECE {_mean(r, split, 'ece'):.4f}, confidence − accuracy "
                      f"{gap:+.3f} ({kind})")  # fmt: skip
-    best = min(_ranked(uni), key=lambda r: _mean(r, split, "ece"))
-    return f"Calibration on {split} is best at {_short(best)}. " + "; ".join(parts) + "."
+    ranked = _ranked(uni)
+    best = min(ranked, key=lambda r: _mean(r, split, "ece"))
+    level = [_short(r) for r in ranked if r is not best and _within_spread(best, r, split)]
+    tied = f", level within the seeds' spread with {', '.join(level)}" if level else ""
+    return f"Calibration on {split} is best at {_short(best)}{tied}. " + "; ".join(parts) + "."
+
+
+def _within_spread(a: dict, b: dict, split: str) -> bool:
+    """Whether two rows' mean ECEs differ by no more than the larger seed-to-seed sd."""
+    spread = max(r[split]["ece"].get("std") or 0.0 for r in (a, b))
+    return abs(_mean(a, split, "ece") - _mean(b, split, "ece")) <= spread
 
 
 def vaswani_comparison(rows: list[dict], runs: list[dict]) -> list:
