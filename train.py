@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import time
@@ -162,5 +163,18 @@ def load_run_data(cfg, state: TrainState | None = None):
     )
 
 
+def _leave(code: int) -> None:
+    """Exit. A rank of a torchrun job (its files written and closed, its process group
+    destroyed) skips the interpreter's finalization: gloo's threads torn down there once
+    aborted a finished CPU rank (SIGABRT, "terminate called without an active exception"),
+    which made torchrun report a complete run as failed."""
+    if os.environ.get("WORLD_SIZE", "1") == "1":
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(own_process=True))
+    _leave(main(own_process=True))
