@@ -8,7 +8,7 @@ greedy) and its difference in ECE.
 
 from __future__ import annotations
 
-from nmt.study.stats import BASELINE, significant
+from nmt.study.stats import BASELINE, significant, spread_of
 
 # convention -> (paper, what it reports, BLEU gain it reports over uniform smoothing or None)
 CLAIMS = {
@@ -84,7 +84,7 @@ def _ece_verdict(row: dict, base: dict, split: str) -> str | None:
     ours, theirs = row[split]["ece"], base[split]["ece"]
     if ours["mean"] is None or theirs["mean"] is None:
         return None
-    spread = max(s["std"] or 0.0 for s in (ours, theirs))
+    spread = spread_of(ours, theirs)
     diff = ours["mean"] - theirs["mean"]
     if abs(diff) <= spread:
         return (f"teacher-forced calibration (ECE) is level, the difference ({diff:+.4f}) "

@@ -4,7 +4,7 @@ Vaswani et al. (2017)."""
 from __future__ import annotations
 
 from nmt.objective import smoothing as registry
-from nmt.study.stats import BASELINE, cell, significant
+from nmt.study.stats import BASELINE, cell, significant, spread_of
 
 # Vaswani et al. (2017), Table 3, rows of the base model that vary eps_ls: newstest2013 (their
 # development set), per-wordpiece perplexity and BLEU (beam 4, no checkpoint averaging).
@@ -139,7 +139,7 @@ def calibration_answer(rows: list[dict], split: str, every_row: bool = False) ->
 
 def _within_spread(a: dict, b: dict, split: str) -> bool:
     """Whether two rows' mean ECEs differ by no more than the larger seed-to-seed sd."""
-    spread = max(r[split]["ece"].get("std") or 0.0 for r in (a, b))
+    spread = spread_of(a[split]["ece"], b[split]["ece"])
     return abs(_mean(a, split, "ece") - _mean(b, split, "ece")) <= spread
 
 

@@ -77,6 +77,12 @@ def paired_bootstrap(
 SIGNIFICANCE = 0.05
 
 
+def spread_of(a: dict, b: dict) -> float:
+    """The larger seed-to-seed sd of two {"mean", "std"} statistics (0 with one seed each): a
+    difference of means within it is not called better or worse."""
+    return max(s.get("std") or 0.0 for s in (a, b))
+
+
 def significant(test: dict) -> bool:
     """p below 0.05 with a non-zero observed difference (a zero difference never is)."""
     return test["bleu_delta"] != 0 and test["p_value"] < SIGNIFICANCE
