@@ -100,13 +100,17 @@ def build_document(
     runs: list[dict], rows: list[dict], figures: list[str], meta: dict, extra: dict | None = None
 ) -> list:
     """The report as blocks: ('h', level, text), ('p', text), ('table', header, rows),
-    ('img', file, caption), ('code', text). extra: the inference-time analyses' blocks,
-    'answer' (after the opening answer) and 'sections' (after the published claims)."""
+    ('img', file, caption), ('code', text). extra: the distillation and inference-time
+    analyses' blocks, 'question' (instead of the opening question), 'answer' (after the
+    opening answer) and 'sections' (after the published claims)."""
     extra = extra or {}
     split = runs[0]["split"]
     doc: list = [("h", 1, "Label smoothing comparison")]
     baseline = meta.get("baseline", BASELINE)
-    doc += answer_blocks(rows, split, baseline) + extra.get("answer", [])
+    opening = answer_blocks(rows, split, baseline)
+    if extra.get("question"):  # a study of distilled students asks its own question
+        opening[0] = ("p", extra["question"])
+    doc += opening + extra.get("answer", [])
     doc.append(("p", _method_notes(runs, rows, split, meta, baseline)))
     if meta.get("mixed"):
         doc.append(("p", "Averaged although they differ in more than their seed "

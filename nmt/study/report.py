@@ -31,6 +31,7 @@ from nmt.study.report_plots import plot_all
 from nmt.study.report_render import render_html, render_markdown
 from nmt.study.runs import beam_of, load_runs
 from nmt.study.stats import BASELINE, aggregate, paired_bootstrap
+from nmt.study.teachers import compare_teachers, teacher_blocks
 
 
 def write_report(
@@ -70,6 +71,9 @@ def write_report(
     meta = {"bootstrap_samples": bootstrap_samples, "command": command, "beam": beam_of(runs)}
     meta["baseline"], meta["mixed"] = baseline, mixed
     numbers = {"rows": rows, "p_values": pvalues, "p_values_beam": beam_pvalues}
+    teachers = compare_teachers(runs, bootstrap_samples)
+    if teachers:  # distilled students: their teachers compared (absent from other reports)
+        numbers["teachers"] = teachers
     try:
         _write(out_dir, runs, rows, meta, numbers)
     except OSError as exc:
@@ -84,10 +88,10 @@ def _write(out_dir: Path, runs: list[dict], rows: list[dict], meta: dict, number
     """The figures, then report.md, report.html and report.json, each replaced atomically."""
     figures = plot_all(runs, rows, out_dir)
     analyses = [run["analysis"] for run in runs if run.get("analysis")]
-    extra = {}
+    extra = teacher_blocks(numbers.get("teachers"), rows, runs[0]["split"], meta["baseline"])
     if analyses:  # python -m nmt.analyze's sections, and the sentences the answer gains
-        extra = {"answer": [("p", " ".join(answers(analyses)))],
-                 "sections": analysis_blocks(analyses, out_dir)}  # fmt: skip
+        extra["answer"].append(("p", " ".join(answers(analyses))))
+        extra["sections"] += analysis_blocks(analyses, out_dir)
     doc = build_document(runs, rows, figures, meta, extra)
     for name, text in (
         ("report.md", render_markdown(doc)),
