@@ -127,3 +127,16 @@ def test_a_report_without_students_has_no_distillation_part(tmp_path):
     md = (out / "report.md").read_text()
     assert "## Distillation" not in md and "Does the smoothed teacher" not in md
     assert md.split("\n\n")[1].startswith("Question: does any objective beat eps 0.1")
+
+
+def test_two_teacher_files_of_one_objective_are_refused(students, tmp_path):
+    from nmt.errors import NMTError
+
+    other = student(tmp_path, "kd-t0b-seed3", 3, 0.1, 0.1, "kd", "eps 0")
+    results = json.loads((other / "results.json").read_text())
+    results["objective"]["teacher_sha256"] = "2" * 64  # another eps-0 teacher file
+    (other / "results.json").write_text(json.dumps(results))
+    with pytest.raises(NMTError, match="students of 2 different eps 0 teachers were taught "
+                                       "alike"):  # fmt: skip
+        write_report([*students.values(), other], tmp_path / "report", 50, baseline="eps 0.1")
+    assert not (tmp_path / "report").exists()

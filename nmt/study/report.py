@@ -50,6 +50,7 @@ def write_report(
     """
     runs = load_runs(run_dirs)
     mixed = check_rows(runs, allow_mixed)
+    teachers = compare_teachers(runs, bootstrap_samples)  # refuses before anything is written
     labels = sorted({r["label"] for r in runs})
     if baseline != BASELINE and baseline not in labels:
         raise NMTError(
@@ -71,7 +72,6 @@ def write_report(
     meta = {"bootstrap_samples": bootstrap_samples, "command": command, "beam": beam_of(runs)}
     meta["baseline"], meta["mixed"] = baseline, mixed
     numbers = {"rows": rows, "p_values": pvalues, "p_values_beam": beam_pvalues}
-    teachers = compare_teachers(runs, bootstrap_samples)
     if teachers:  # distilled students: their teachers compared (absent from other reports)
         numbers["teachers"] = teachers
     try:

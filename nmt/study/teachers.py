@@ -12,6 +12,7 @@ the distillation claim is about, and the three papers' claims beside it.
 
 from __future__ import annotations
 
+from nmt.errors import NMTError
 from nmt.objective.smoothing import Smoothing
 from nmt.study.stats import cell, p_cell, paired_bootstrap, significant, summarise
 
@@ -61,6 +62,7 @@ def compare_teachers(runs: list[dict], n_samples: int) -> list[dict]:
             groups.setdefault(key, {}).setdefault(how[1], []).append(run)
     out = []
     for (student, how, mix), by_teacher in sorted(groups.items()):
+        _one_teacher_each(by_teacher)
         members = [r for group in by_teacher.values() for r in group]
         beam = all("beam_hyps" in r for r in members)
         entry = {"student": student, "taught": how, "token": list(mix),
@@ -78,6 +80,18 @@ def compare_teachers(runs: list[dict], n_samples: int) -> list[dict]:
                     entry["tests"][teacher] = named
         out.append(entry)
     return out
+
+
+def _one_teacher_each(by_teacher: dict[str, list[dict]]) -> None:
+    """Refuse two teacher files of one objective among students taught alike: which of them
+    the other teacher's students should be paired with is not defined."""
+    for teacher, group in by_teacher.items():
+        labels = sorted({r["label"] for r in group})
+        if len(labels) > 1:
+            raise NMTError(
+                f"students of {len(labels)} different {teacher} teachers were taught alike "
+                f"({'; '.join(labels)}): give the report one teacher file per objective"
+            )
 
 
 def _verdict(tests: dict) -> tuple[float, str]:
