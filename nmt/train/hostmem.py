@@ -5,7 +5,9 @@ mapping and unmaps it on free. The default recipe's update makes two (N, V) floa
 about 64 MiB (the logits and their gradient), so each update asks the kernel for some 32,000
 new zeroed pages and takes a page fault on each: about 9% of the update on the 2-core CPU this
 was measured on (docs/benchmarks.md). With mmap off and the heap never trimmed, a freed block
-is reused by the next update's allocation of the same size. The arithmetic is untouched (runs
+is reused by a later update's allocation of the same size (the heap settles over the first
+updates: while small blocks split it, an update now and then still grows it by a 64 MiB
+block; tests/test_hostmem.py counts the faults). The arithmetic is untouched (runs
 are bit-identical); the process keeps its peak heap instead of returning it between updates.
 Intel's PyTorch CPU tuning guides make the same point with jemalloc or tcmalloc preloaded;
 this needs no other library.
