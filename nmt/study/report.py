@@ -10,7 +10,8 @@ grouped by their objective's label (nmt.objective.smoothing); every row is teste
 baseline row (eps 0 unless --baseline names another label).
 
 The parts: study.runs reads the runs, study.stats aggregates and tests them, study.prose
-writes the answers, study.document lays out the report, report_render and report_plots draw it.
+writes the answers, study.teachers compares distilled students by their teachers' smoothing,
+study.document lays out the report, report_render and report_plots draw it.
 """
 
 from __future__ import annotations
