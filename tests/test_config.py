@@ -294,10 +294,10 @@ def test_a_committed_runs_config_reproduces_it_on_the_path_it_ran_on():
     """A run from before train.kernels (its config.yaml names none) reproduces on the reference
     path; a newer run's config.yaml records the path it ran on, and reading it keeps that."""
     committed = sorted((ROOT / "docs" / "results").glob("*/runs/*/config.yaml"))
-    older = [p for p in committed if "kernels" not in yaml.safe_load(p.read_text())["train"]]
-    assert len(older) >= 12
+    train = {path: yaml.safe_load(path.read_text())["train"] for path in committed}
+    assert sum("kernels" not in t for t in train.values()) >= 12
     for path in committed:
-        recorded = yaml.safe_load(path.read_text())["train"].get("kernels", "reference")
+        recorded = train[path].get("kernels", "reference")
         assert recorded in ("fast", "reference"), path
         cfg, _ = parse_args(["--config", str(path)])
         assert cfg.train.kernels == recorded, path
