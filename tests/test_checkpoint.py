@@ -172,9 +172,13 @@ def test_a_checkpoint_written_before_the_refactor_still_resumes(tmp_path):
         load_checkpoint(tmp_path / name / "checkpoint_last.pt") for name in ("straight", "resumed")
     )
     assert a["step"] == b["step"] == 10
+    # The legacy file's five updates ran on another CPU, whose float rounding differs in the last
+    # bits (up to 1.6e-4 apart after ten updates on a second machine); a resume that lost the
+    # model or the optimizer state is off by several learning rates (3e-3 per update).
+    tol = 5e-4
     for key, value in a["model"].items():
-        torch.testing.assert_close(b["model"][key], value, atol=1e-6, rtol=0)
+        torch.testing.assert_close(b["model"][key], value, atol=tol, rtol=0)
     moments = [(s["exp_avg"], t["exp_avg"]) for s, t in
                zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values())]  # fmt: skip
     for x, y in moments:
-        torch.testing.assert_close(y, x, atol=1e-6, rtol=0)
+        torch.testing.assert_close(y, x, atol=tol, rtol=0)

@@ -145,7 +145,9 @@ def test_the_minimiser_of_the_smoothed_loss_is_q(name):
 
     opt.step(closure)
     p = torch.softmax(torch.where(support, free.detach(), -40.0), -1)
-    torch.testing.assert_close(p, q, atol=2e-5, rtol=0)
+    # The loss is summed in float32, so where its minimum lands depends on the CPU and the
+    # thread count (up to 2.4e-5 from q on a second machine); a wrong target is off by more.
+    torch.testing.assert_close(p, q, atol=5e-5, rtol=0)
     assert smoothing.get(name).optimum_gap(0.2, V) is None  # per token, no single value
 
 
