@@ -21,7 +21,9 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
+from nmt.cli import parse_args
 from nmt.study.report import build_parser, write_report
 
 from .conftest import ROOT
@@ -108,3 +110,22 @@ def _metrics() -> dict:
     from nmt import results
 
     return {key: 1.0 for key in results.SPLIT_KEYS}
+
+
+def test_a_committed_runs_config_reproduces_it_on_the_path_it_ran_on(tmp_path):
+    """A run from before train.kernels (its config.yaml names none) reproduces on the reference
+    path; a newer run's config.yaml records the path it ran on, and reading it keeps that."""
+    committed = sorted(RESULTS.glob("*/runs/*/config.yaml"))
+    train = {path: yaml.safe_load(path.read_text())["train"] for path in committed}
+    assert sum("kernels" not in t for t in train.values()) >= 12
+    for i, path in enumerate(committed):
+        recorded = train[path].get("kernels", "reference")
+        assert recorded in ("fast", "reference"), path
+        if train[path].get("teacher"):  # a student: its teacher's checkpoint is not committed
+            raw = yaml.safe_load(path.read_text())
+            for key in [k for k in raw["train"] if k.startswith(("teacher", "kd_"))]:
+                del raw["train"][key]  # read with --train.teacher only
+            path = tmp_path / f"{i}.yaml"
+            path.write_text(yaml.safe_dump(raw))
+        cfg, _ = parse_args(["--config", str(path)])
+        assert cfg.train.kernels == recorded, path
