@@ -129,3 +129,36 @@ def test_a_committed_runs_config_reproduces_it_on_the_path_it_ran_on(tmp_path):
             path.write_text(yaml.safe_dump(raw))
         cfg, _ = parse_args(["--config", str(path)])
         assert cfg.train.kernels == recorded, path
+
+
+def test_the_distillation_study_holds_the_runs_issue_33_lists():
+    """Teachers at eps 0 and 0.1; d_model-64 students at eps 0.1, 3,000 updates: no teacher and
+    token-level alpha 0.5 T 1 at seeds 1-3, T 4 and sequence-level at seed 1; within each way
+    of teaching, all students of one teacher objective learnt from one teacher file."""
+    study = RESULTS / "multi30k-distill" / "runs"
+    found: dict[tuple, list[int]] = {}
+    teachers: dict[tuple, set[str]] = {}
+    for run in sorted(p for p in study.iterdir() if p.is_dir()):
+        res = json.loads((run / "results.json").read_text())
+        obj, cfg = res["objective"], yaml.safe_load((run / "config.yaml").read_text())
+        assert (obj["convention"], obj["eps"], res["last_step"]) == ("uniform", 0.1, 3000), run
+        assert cfg["model"]["d_model"] == 64, run
+        if "teacher_sha256" in obj:
+            how = ("token", obj["kd_alpha"], obj["kd_temperature"], obj["teacher_label"])
+            sha = obj["teacher_sha256"]
+        elif "data_teacher_sha256" in obj:
+            how, sha = ("sequence", obj["data_teacher_label"]), obj["data_teacher_sha256"]
+        else:
+            how, sha = ("none",), ""
+        found.setdefault(how, []).append(res["seed"])
+        teachers.setdefault(how, set()).add(sha)
+    assert {how: sorted(seeds) for how, seeds in found.items()} == {
+        ("none",): [1, 2, 3],
+        ("token", 0.5, 1.0, "eps 0"): [1, 2, 3],
+        ("token", 0.5, 1.0, "eps 0.1"): [1, 2, 3],
+        ("token", 0.5, 4.0, "eps 0"): [1],
+        ("token", 0.5, 4.0, "eps 0.1"): [1],
+        ("sequence", "eps 0"): [1],
+        ("sequence", "eps 0.1"): [1],
+    }
+    assert all(len(shas) == 1 for shas in teachers.values()), teachers
