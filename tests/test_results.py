@@ -115,18 +115,17 @@ def _metrics() -> dict:
 def test_a_committed_runs_config_reproduces_it_on_the_path_it_ran_on(tmp_path):
     """A run from before train.kernels (its config.yaml names none) reproduces on the reference
     path; a newer run's config.yaml records the path it ran on, and reading it keeps that."""
-    committed = sorted(RESULTS.glob("*/runs/*/config.yaml"))
-    train = {path: yaml.safe_load(path.read_text())["train"] for path in committed}
-    assert sum("kernels" not in t for t in train.values()) >= 12
-    for i, path in enumerate(committed):
-        recorded = train[path].get("kernels", "reference")
+    committed = {
+        p: yaml.safe_load(p.read_text()) for p in sorted(RESULTS.glob("*/runs/*/config.yaml"))
+    }
+    assert sum("kernels" not in raw["train"] for raw in committed.values()) >= 12
+    for i, (path, raw) in enumerate(committed.items()):
+        recorded = raw["train"].get("kernels", "reference")
         assert recorded in ("fast", "reference"), path
-        if train[path].get("teacher"):  # a student: its teacher's checkpoint is not committed
-            raw = yaml.safe_load(path.read_text())
-            for key in [k for k in raw["train"] if k.startswith(("teacher", "kd_"))]:
-                del raw["train"][key]  # read with --train.teacher only
-            path = tmp_path / f"{i}.yaml"
-            path.write_text(yaml.safe_dump(raw))
+        if raw["train"].get("teacher"):  # a student: its teacher's checkpoint is not committed
+            train = {k: v for k, v in raw["train"].items() if not k.startswith(("teacher", "kd_"))}
+            path = tmp_path / f"{i}.yaml"  # read without --train.teacher and its kd_ values
+            path.write_text(yaml.safe_dump({**raw, "train": train}))
         cfg, _ = parse_args(["--config", str(path)])
         assert cfg.train.kernels == recorded, path
 
@@ -136,8 +135,7 @@ def test_the_distillation_study_holds_the_runs_issue_33_lists():
     token-level alpha 0.5 T 1 at seeds 1-3, T 4 and sequence-level at seed 1; within each way
     of teaching, all students of one teacher objective learnt from one teacher file."""
     study = RESULTS / "multi30k-distill" / "runs"
-    found: dict[tuple, list[int]] = {}
-    teachers: dict[tuple, set[str]] = {}
+    found: dict[tuple, list[tuple[int, str]]] = {}  # way of teaching -> (seed, teacher sha)
     for run in sorted(p for p in study.iterdir() if p.is_dir()):
         res = json.loads((run / "results.json").read_text())
         obj, cfg = res["objective"], yaml.safe_load((run / "config.yaml").read_text())
@@ -150,9 +148,8 @@ def test_the_distillation_study_holds_the_runs_issue_33_lists():
             how, sha = ("sequence", obj["data_teacher_label"]), obj["data_teacher_sha256"]
         else:
             how, sha = ("none",), ""
-        found.setdefault(how, []).append(res["seed"])
-        teachers.setdefault(how, set()).add(sha)
-    assert {how: sorted(seeds) for how, seeds in found.items()} == {
+        found.setdefault(how, []).append((res["seed"], sha))
+    assert {how: sorted(seed for seed, _ in runs) for how, runs in found.items()} == {
         ("none",): [1, 2, 3],
         ("token", 0.5, 1.0, "eps 0"): [1, 2, 3],
         ("token", 0.5, 1.0, "eps 0.1"): [1, 2, 3],
@@ -161,4 +158,4 @@ def test_the_distillation_study_holds_the_runs_issue_33_lists():
         ("sequence", "eps 0"): [1],
         ("sequence", "eps 0.1"): [1],
     }
-    assert all(len(shas) == 1 for shas in teachers.values()), teachers
+    assert all(len({sha for _, sha in runs}) == 1 for runs in found.values()), found
